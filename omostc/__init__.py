@@ -1,0 +1,22 @@
+"""omostc: a declarative scene-spec compiler for Omost-style regional prompting.
+
+The pipeline, one module per stage, data flowing one way:
+source (find the program) -> parse (Canvas code -> Scene) -> spec/schema/yamlio (scene specs)
+-> decompile (Scene -> Canvas code) -> lower (Scene -> IR).
+"""
+
+__version__ = "0.1.0"
+
+from .api import check_scene, compile_file, compile_text, load_scene  # noqa: E402
+from .decompile import decompile  # noqa: E402
+from .diagnostics import CompileError, Diagnostic, OmostcError, SpecError  # noqa: E402
+from .lower import lower  # noqa: E402
+from .parse import CompileResult, compile_canvas  # noqa: E402
+from .spec import Scene  # noqa: E402
+from .yamlio import dumps_spec, load_spec, loads_spec  # noqa: E402
+
+__all__ = [
+    "CompileError", "CompileResult", "Diagnostic", "OmostcError", "Scene", "SpecError",
+    "check_scene", "compile_canvas", "compile_file", "compile_text", "decompile", "dumps_spec",
+    "load_scene", "load_spec", "loads_spec", "lower",
+]

@@ -1,0 +1,53 @@
+"""The Python API the command line wraps: every command is one call here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from .diagnostics import CompileError, Diagnostic, SpecError
+from .files import InputError, read_text
+from .parse import CompileResult, compile_canvas
+from .spec import Provenance, Scene, scene_to_dict
+from .yamlio import load_spec, validate_data
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def is_spec_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in SPEC_SUFFIXES
+
+
+def compile_text(text: str, *, file: str = "<input>", partial: bool = False,
+                 source: str | None = None) -> CompileResult:
+    """Compile Canvas code (or an LLM answer holding it) and check the result against the schema."""
+    result = compile_canvas(text, file=file, partial=partial)
+    if source is not None:
+        result.scene.provenance = replace(result.scene.provenance or Provenance(), source=source)
+    check_scene(result.scene, file=file)
+    return result
+
+
+def compile_file(path: str | os.PathLike, *, partial: bool = False) -> CompileResult:
+    name = str(path)
+    try:
+        text = read_text(path)
+    except InputError as exc:
+        raise CompileError([exc.diagnostic]) from None
+    return compile_text(text, file=name, partial=partial, source=None if name == "-" else name)
+
+
+def load_scene(path: str | os.PathLike, *, partial: bool = False) -> tuple[Scene, list[Diagnostic]]:
+    """A scene from a YAML/JSON spec or from Canvas code, chosen by the file's suffix."""
+    if is_spec_path(path):
+        return load_spec(path), []
+    result = compile_file(path, partial=partial)
+    return result.scene, result.warnings
+
+
+def check_scene(scene: Scene, *, file: str = "<scene>") -> None:
+    """Raise SpecError if a scene built in code breaks the schema (a bug, or a bad hand edit)."""
+    problems = validate_data(scene_to_dict(scene))
+    if problems:
+        raise SpecError([Diagnostic("error", message, file=file) for message, _, _ in problems])

@@ -1,0 +1,154 @@
+"""The ``omostc`` command: a thin layer over ``omostc.api``.
+
+Every command takes many files, keeps going past a bad one, lists each failure with its
+location, and exits 1 if anything failed. Errors never print a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import click
+
+from . import __version__
+from .api import compile_file, load_scene
+from .decompile import decompile
+from .diagnostics import CompileError, Diagnostic, OmostcError
+from .files import STDIN, write_text_atomic
+from .lower import lower
+from .schema import schema_json
+from .yamlio import dumps_spec, load_spec, schema_ref_for
+
+
+def _print_diagnostics(diagnostics: Iterable[Diagnostic], quiet: bool = False) -> None:
+    for d in diagnostics:
+        if quiet and d.severity == "warning":
+            continue
+        click.echo(d.format(), err=True)
+
+
+def _run_batch(items: list[str], action: Callable[[str], None], what: str) -> None:
+    """Run ``action`` on every item; report failures at the end; exit 1 if any failed."""
+    failed: list[str] = []
+    for item in items:
+        try:
+            action(item)
+        except CompileError as exc:
+            _print_diagnostics(exc.diagnostics)
+            if exc.truncated:
+                click.echo(f"{item}: truncated program", err=True)
+            failed.append(item)
+        except OmostcError as exc:
+            diags = getattr(exc, "diagnostics", None)
+            if diags:
+                _print_diagnostics(diags)
+            else:
+                click.echo(f"{item}: error: {exc}", err=True)
+            failed.append(item)
+    if failed:
+        if len(items) > 1:
+            click.echo(f"\n{len(failed)} of {len(items)} {what} failed:", err=True)
+            for item in failed:
+                click.echo(f"  {item}", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="omostc")
+def main() -> None:
+    """omostc: compile LLM-written Canvas code into scene specs, and render them."""
+
+
+@main.command("compile")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (one input only).")
+@click.option("-O", "--out-dir", type=click.Path(file_okay=False), help="Write <stem>.yaml for each input here.")
+@click.option("--partial", is_flag=True, help="Keep the complete calls of a truncated program.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
+def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None, partial: bool, quiet: bool) -> None:
+    """Compile Canvas code (an LLM answer, a .py file, or - for stdin) into YAML scene specs."""
+    if output and len(inputs) > 1:
+        raise click.UsageError("-o/--output takes one input; use -O/--out-dir for several")
+    if len(inputs) > 1 and not out_dir:
+        raise click.UsageError("several inputs need -O/--out-dir")
+    if output and out_dir:
+        raise click.UsageError("give -o or -O, not both")
+
+    def one(item: str) -> None:
+        result = compile_file(item, partial=partial)
+        _print_diagnostics(result.warnings, quiet)
+        target = output or (str(Path(out_dir) / f"{Path(item).stem if item != STDIN else 'stdin'}.yaml")
+                            if out_dir else None)
+        text = dumps_spec(result.scene, schema_ref=schema_ref_for(target))
+        if target is None:
+            click.echo(text, nl=False)
+        else:
+            write_text_atomic(target, text)
+            if not quiet:
+                click.echo(f"{item} -> {target}", err=True)
+
+    _run_batch(list(inputs), one, "inputs")
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print failures only.")
+def validate(specs: tuple[str, ...], quiet: bool) -> None:
+    """Check YAML scene specs against the schema (usable as a pre-commit hook)."""
+
+    def one(item: str) -> None:
+        load_spec(item)
+        if not quiet:
+            click.echo(f"{item}: ok", err=True)
+
+    _run_batch(list(specs), one, "specs")
+
+
+@main.command("decompile")
+@click.argument("spec")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the code here.")
+@click.option("--fence", is_flag=True, help="Wrap in a ```python fence, as the models answer.")
+def decompile_cmd(spec: str, output: str | None, fence: bool) -> None:
+    """Print a scene spec as Canvas code in the style the Omost models write."""
+
+    def one(item: str) -> None:
+        scene, _ = load_scene(item)
+        code = decompile(scene, fence=fence)
+        if output:
+            write_text_atomic(output, code if code.endswith("\n") else code + "\n")
+        else:
+            click.echo(code)
+
+    _run_batch([spec], one, "specs")
+
+
+@main.command("lower")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, required=True, help="Print the IR as JSON.")
+@click.option("--partial", is_flag=True, help="Keep the complete calls of a truncated program.")
+def lower_cmd(file: str, as_json: bool, partial: bool) -> None:
+    """Lower a spec (or Canvas code) to the IR that renderers execute."""
+
+    def one(item: str) -> None:
+        scene, warnings = load_scene(item, partial=partial)
+        _print_diagnostics(warnings)
+        click.echo(json.dumps(lower(scene).to_dict(), indent=2, ensure_ascii=False))
+
+    _run_batch([file], one, "inputs")
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the schema here.")
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of scene specs."""
+    if output:
+        write_text_atomic(output, schema_json())
+    else:
+        click.echo(schema_json(), nl=False)
+
+
+if __name__ == "__main__":
+    main()

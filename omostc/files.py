@@ -1,0 +1,49 @@
+"""Reading inputs with clear errors, and writing outputs atomically."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .diagnostics import Diagnostic, OmostcError
+
+STDIN = "-"
+
+
+class InputError(OmostcError):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.format())
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file (``-`` is standard input); a BOM is dropped."""
+    name = str(path)
+    try:
+        data = sys.stdin.buffer.read() if name == STDIN else Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(Diagnostic("error", f"cannot read: {exc.strerror or exc}", file=name)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(Diagnostic("error", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                    file=name, line=line)) from None
+    return text.removeprefix("\ufeff")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that readers see the old content or the new, never a part of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
