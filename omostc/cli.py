@@ -6,7 +6,6 @@ location, and exits 1 if anything failed. Errors never print a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
@@ -18,6 +17,7 @@ from .api import compile_file, load_scene
 from .decompile import decompile
 from .diagnostics import CompileError, Diagnostic, OmostcError
 from .files import STDIN, write_text_atomic
+from .ir import to_json
 from .lower import lower
 from .schema import schema_json
 from .yamlio import dumps_spec, load_spec, schema_ref_for
@@ -135,7 +135,7 @@ def lower_cmd(file: str, as_json: bool, partial: bool) -> None:
     def one(item: str) -> None:
         scene, warnings = load_scene(item, partial=partial)
         _print_diagnostics(warnings)
-        click.echo(json.dumps(lower(scene).to_dict(), indent=2, ensure_ascii=False))
+        click.echo(to_json(lower(scene).to_dict()))
 
     _run_batch([file], one, "inputs")
 

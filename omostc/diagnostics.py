@@ -43,7 +43,7 @@ class Diagnostic:
         if self.col is not None:
             start = max(self.col - 1, 0)
             width = max((self.end_col or self.col + 1) - self.col, 1)
-            width = min(width, max(len(text) - start, 1))
+            width = min(width, max(min(len(text), 240) - start, 1))
             if start <= 200:  # a caret far off to the right helps nobody
                 out.append(" " * (len(gutter) - 2) + "| " + " " * start + "^" * width)
         return "\n".join(out)

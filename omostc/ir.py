@@ -6,6 +6,8 @@ Lowering (``omostc.lower``) builds it from a scene spec; ``to_dict`` is the JSON
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,3 +54,12 @@ class SceneIR:
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [layer.to_dict() for layer in self.layers]}
+
+
+_NUMBER_ARRAY = re.compile(r"\[\s+([-+0-9.eE,\s]+?)\s+\]")
+
+
+def to_json(data: dict[str, Any]) -> str:
+    """Indented JSON with arrays of numbers kept on one line (boxes, colours, token counts)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _NUMBER_ARRAY.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)

@@ -72,9 +72,13 @@ class _Compiler:
                 self.diagnostics.append(Diagnostic("error", "too many problems; stopping here", file=self.file))
             raise _Abort
         p = self.program
-        if p is None or line is None:
+        if p is None:
             self.diagnostics.append(Diagnostic(severity, message, file=self.file))
             return
+        if line is None:  # about the whole program: point at its first line
+            lines = p.code.split("\n")
+            line = next((i + 1 for i, text in enumerate(lines) if text.strip()), 1)
+            col, end_col = 1, None
         src = p.original_line_text(line)
         oline, ocol = p.original(line, col or 1)
         oend = ocol + (end_col - col) if (end_col is not None and col is not None) else None
@@ -132,12 +136,12 @@ class _Compiler:
     # --- syntax ---------------------------------------------------------------------------
 
     def _parse(self, code: str) -> ast.Module | None:
-        for _ in range(MAX_QUOTE_REPAIRS + 1):
+        for attempt in range(MAX_QUOTE_REPAIRS + 1):
             self.lines = code.split("\n")
             try:
                 return ast.parse(code, filename=self.file)
             except SyntaxError as exc:
-                repaired = _repair_unescaped_quote(code, exc)
+                repaired = _repair_unescaped_quote(code, exc) if attempt < MAX_QUOTE_REPAIRS else None
                 if repaired is not None:
                     code, line, col = repaired
                     self.lines = code.split("\n")
@@ -151,8 +155,7 @@ class _Compiler:
             except ValueError as exc:  # e.g. invalid characters the tokenizer rejects outright
                 self.report("error", f"cannot read the program: {exc}")
                 return None
-        self.report("error", "too many broken string literals to repair")
-        return None
+        return None  # unreachable: the last attempt reports its syntax error
 
     def _syntax_failure(self, code: str, exc: SyntaxError) -> ast.Module | None:
         line = exc.lineno or 1
@@ -173,7 +176,7 @@ class _Compiler:
                         "model probably hit its token limit); --partial keeps the complete calls",
                         last_line, max(len(self.lines[last_line - 1]), 1))
             return None
-        message = exc.msg
+        message = re.sub(r"\s*\(detected at line \d+\)", "", exc.msg or "invalid syntax")
         if "f-string" in message:
             message += " (f-strings are not allowed anyway: Canvas code is read as data)"
         self.report("error", f"invalid Python syntax: {message}", line, col,
@@ -209,7 +212,7 @@ def _looks_truncated(code: str, exc: SyntaxError, program: ProgramText | None) -
     if any(m in msg for m in _TRUNCATION_MESSAGES):
         return True
     at_end = (exc.lineno or 0) >= last
-    if at_end and ("unterminated string literal" in msg or "invalid syntax" in msg or "expected" in msg):
+    if at_end and "unterminated string literal" in msg:
         return True
     return bool(program and program.unterminated_fence and at_end)
 
@@ -394,12 +397,16 @@ class _SceneBuilder:
             self.c.error(call, f"calling {_describe_callee(f)} is not allowed: only the canvas's "
                          "description methods may be called")
             return
-        if f.attr not in (GLOBAL_METHOD, REGION_METHOD, *IGNORED_METHODS):
-            self.c.error(f, f"unknown canvas method {f.attr!r}{_did_you_mean(f.attr, (GLOBAL_METHOD, REGION_METHOD))}")
+        known = f.attr in (GLOBAL_METHOD, REGION_METHOD, *IGNORED_METHODS)
+        if self.canvas_var is None and known:
+            self.c.error(f, f"{f.value.id}.{f.attr}(...) is called before `canvas = Canvas()`")
             return
-        if self.canvas_var is None or f.value.id != self.canvas_var:
-            where = "before `canvas = Canvas()`" if self.canvas_var is None else f"on {f.value.id!r}, not on the canvas"
-            self.c.error(f, f"{f.value.id}.{f.attr}(...) is called {where}")
+        if f.value.id != self.canvas_var:
+            self.c.error(call, f"calling {_describe_callee(f)} is not allowed: only the canvas's "
+                         "description methods may be called")
+            return
+        if not known:
+            self.c.error(f, f"unknown canvas method {f.attr!r}{_did_you_mean(f.attr, (GLOBAL_METHOD, REGION_METHOD))}")
             return
         if f.attr in IGNORED_METHODS:
             if call.args or call.keywords:
