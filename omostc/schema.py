@@ -49,7 +49,7 @@ def build_scene_schema() -> dict[str, Any]:
         "required": ["distance_to_viewer", "description", "detailed_descriptions", "tags",
                      "atmosphere", "style", "quality_meta", "color"],
         "properties": {
-            "name": {"type": "string", "minLength": 1, "description": "Optional label of the region."},
+            "name": {"type": "string", "pattern": "\\S", "description": "Optional label of the region."},
             "location": _enum(LOCATIONS, "Where the box is centred."),
             "offset": _enum(OFFSETS, "A nudge of the centre by 10 grid cells."),
             "area": _enum(AREAS, "Size and shape of the box."),

@@ -193,7 +193,15 @@ class _SpecDumper(yaml.SafeDumper):
 
 
 def _str_representer(dumper: yaml.SafeDumper, value: str):
-    style = "|" if "\n" in value and value == value.strip() and "\r" not in value else None
+    # Multi-line text reads best as a literal block; any other unprintable character (NEL and
+    # the Unicode line separators are line breaks to YAML) is kept exact by double quotes.
+    odd = [ch for ch in value if not ch.isprintable()]
+    if odd and set(odd) == {"\n"} and value == value.strip():
+        style = "|"
+    elif odd or value != value.strip(" "):
+        style = '"'
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
