@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from .diagnostics import CompileError, Diagnostic, SpecError
@@ -19,23 +18,28 @@ def is_spec_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in SPEC_SUFFIXES
 
 
-def compile_text(text: str, *, file: str = "<input>", partial: bool = False,
-                 source: str | None = None) -> CompileResult:
-    """Compile Canvas code (or an LLM answer holding it) and check the result against the schema."""
+def compile_text(text: str, *, file: str = "<input>", partial: bool = False, source: str | None = None,
+                 prompt: str | None = None, model: str | None = None) -> CompileResult:
+    """Compile Canvas code (or an LLM answer holding it) and check the result against the schema.
+
+    ``source``, ``prompt`` and ``model``, when given, are recorded as the scene's provenance.
+    """
     result = compile_canvas(text, file=file, partial=partial)
-    if source is not None:
-        result.scene.provenance = replace(result.scene.provenance or Provenance(), source=source)
+    if any(v is not None for v in (source, prompt, model)):
+        result.scene.provenance = Provenance(source=source, prompt=prompt, model=model)
     check_scene(result.scene, file=file)
     return result
 
 
-def compile_file(path: str | os.PathLike, *, partial: bool = False) -> CompileResult:
+def compile_file(path: str | os.PathLike, *, partial: bool = False, prompt: str | None = None,
+                 model: str | None = None) -> CompileResult:
     name = str(path)
     try:
         text = read_text(path)
     except InputError as exc:
         raise CompileError([exc.diagnostic]) from None
-    return compile_text(text, file=name, partial=partial, source=None if name == "-" else name)
+    return compile_text(text, file=name, partial=partial, source=None if name == "-" else name,
+                        prompt=prompt, model=model)
 
 
 def load_scene(path: str | os.PathLike, *, partial: bool = False) -> tuple[Scene, list[Diagnostic]]:

@@ -67,8 +67,11 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (one input only).")
 @click.option("-O", "--out-dir", type=click.Path(file_okay=False), help="Write <stem>.yaml for each input here.")
 @click.option("--partial", is_flag=True, help="Keep the complete calls of a truncated program.")
+@click.option("--prompt", help="Record the user's request in the spec's provenance.")
+@click.option("--model", help="Record the model that wrote the canvas in the spec's provenance.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
-def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None, partial: bool, quiet: bool) -> None:
+def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None, partial: bool,
+                prompt: str | None, model: str | None, quiet: bool) -> None:
     """Compile Canvas code (an LLM answer, a .py file, or - for stdin) into YAML scene specs."""
     if output and len(inputs) > 1:
         raise click.UsageError("-o/--output takes one input; use -O/--out-dir for several")
@@ -78,7 +81,7 @@ def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None
         raise click.UsageError("give -o or -O, not both")
 
     def one(item: str) -> None:
-        result = compile_file(item, partial=partial)
+        result = compile_file(item, partial=partial, prompt=prompt, model=model)
         _print_diagnostics(result.warnings, quiet)
         target = output or (str(Path(out_dir) / f"{Path(item).stem if item != STDIN else 'stdin'}.yaml")
                             if out_dir else None)
