@@ -30,7 +30,7 @@ def test_yaml_layout_is_block_style_in_spec_order_with_schema_header():
     keys = [line.split(":")[0] for line in lines if line and not line.startswith((" ", "#", "-"))]
     assert keys == ["version", "global", "regions"]
     region_keys = [l.strip().lstrip("- ").split(":")[0] for l in lines[lines.index("regions:") + 1:]
-                   if l.startswith(("  - ", "    ")) and not l.startswith("      ")]
+                   if l.startswith(("- ", "  ")) and not l.startswith(("    ", "  - "))]
     assert region_keys == ["location", "offset", "area", "distance_to_viewer", "description",
                            "detailed_descriptions", "tags", "atmosphere", "style", "quality_meta", "color"]
     assert "{" not in text and "[" not in text  # block style throughout
@@ -64,7 +64,7 @@ def test_unknown_and_missing_keys_and_placement():
     unknown = next(e for e in errs if "unknown key 'tagz'" in e.message)
     assert "did you mean 'tags'" in unknown.message and unknown.source_line.strip().startswith("tagz")
     assert any("missing required key 'tags'" in e.message for e in errs)
-    both = scene_yaml().replace("    area: a small square area\n", "    area: a small square area\n    box: {x: 1, y: 2, w: 3, h: 4}\n")
+    both = scene_yaml().replace("  area: a small square area\n", "  area: a small square area\n  box: {x: 1, y: 2, w: 3, h: 4}\n")
     assert any("either 'location', 'offset' and 'area', or by 'box'" in e.message for e in spec_errors(both))
 
 
