@@ -1,0 +1,39 @@
+# omostc: every entry point a developer or CI needs. `make demo` and `make test` set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP_CONSTRAINTS ?= constraints/cpu.txt
+
+.PHONY: setup demo test bench golden schemas clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(PIP_CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+# The main job on the embedded default: compile the example answers in specs/src to scene specs,
+# validate them, and lower one to its IR. Nothing is downloaded.
+demo: setup
+	$(BIN)/omostc compile -O out/specs specs/src/*
+	$(BIN)/omostc validate out/specs/*.yaml
+	$(BIN)/omostc lower out/specs/dragon.yaml --json > out/dragon.ir.json
+	$(BIN)/omostc decompile out/specs/dragon.yaml --fence > out/dragon.canvas.md
+	@echo "demo: specs in out/specs/, IR in out/dragon.ir.json, Canvas code in out/dragon.canvas.md"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_compile.py
+
+# Explicit refreshes of generated files; review their diffs before committing.
+golden: setup
+	$(BIN)/python tests/refresh_golden.py
+
+schemas: setup
+	$(BIN)/omostc schema -o schemas/scene.schema.json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis
