@@ -41,6 +41,9 @@ def _run_batch(items: list[str], action: Callable[[str], None], what: str) -> No
             if exc.truncated:
                 click.echo(f"{item}: truncated program", err=True)
             failed.append(item)
+        except OSError as exc:
+            click.echo(f"{exc.filename or item}: error: {exc.strerror or exc}", err=True)
+            failed.append(item)
         except OmostcError as exc:
             diags = getattr(exc, "diagnostics", None)
             if diags:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Severity = Literal["error", "warning"]
+MAX_MESSAGE = 400
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class Diagnostic:
     col: int | None = None  # 1-based
     end_col: int | None = None  # 1-based, exclusive; None marks a single caret
     source_line: str | None = None  # the offending line as it stands in the file
+
+    def __post_init__(self):
+        if len(self.message) > MAX_MESSAGE:  # a 1 MB identifier must not make a 1 MB message
+            object.__setattr__(self, "message", self.message[:MAX_MESSAGE] + " ...")
 
     def location(self) -> str:
         parts = [self.file]

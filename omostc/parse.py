@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import math
 import re
 import tokenize
 import io
@@ -124,6 +123,8 @@ class _Compiler:
                                                file=self.file, line=line))
             return None
         self.program = extract_program(self.text)
+        if self.program.prose_lines and _syntax_error_line(self.program.code, self.program.prose_lines):
+            self.program = extract_program(self.text, skip_prose=True)
         code = self.program.code
         if not CANVAS_OR_CALL.search(code):
             self.report("error", "no Canvas program found (expected `canvas = Canvas()` and canvas method calls)")
@@ -185,6 +186,17 @@ class _Compiler:
 
 
 CANVAS_OR_CALL = re.compile(r"Canvas|set_global_description|add_local_description")
+
+
+def _syntax_error_line(code: str, within: int) -> bool:
+    """Does ``code`` fail to parse within its first ``within`` lines?"""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return (exc.lineno or 0) <= within
+    except (RecursionError, MemoryError, ValueError):
+        return False
+    return False
 
 
 def _char_col(lines: list[str], line: int | None, byte_col: int) -> int:
@@ -561,7 +573,7 @@ class _SceneBuilder:
 
     def depth(self, node: ast.expr) -> int | float:
         value = self.number(node)
-        if not math.isfinite(value) or value <= 0 or value > 1e300:
+        if not 0 < value <= 1e300:  # also false for NaN; ints this large never reach float()
             self.c.error(node, f"distance_to_viewer must be a positive finite number, not {value!r}")
             raise _Invalid
         return value

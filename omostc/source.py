@@ -28,6 +28,7 @@ class ProgramText:
     line_numbers: list[int]  # program line i (0-based) -> original line index (0-based)
     col_offsets: list[int]  # characters removed in front of program line i
     unterminated_fence: bool = False
+    prose_lines: int = 0  # leading lines of an unfenced answer that do not look like code
 
     def original(self, line: int, col: int) -> tuple[int, int]:
         """Map a 1-based (line, character column) in the program to the original file."""
@@ -48,7 +49,13 @@ def split_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def extract_program(text: str) -> ProgramText:
+def extract_program(text: str, *, skip_prose: bool = False) -> ProgramText:
+    """The program in ``text``: its python fence, else the whole text.
+
+    With ``skip_prose``, an unfenced answer loses the lines before its first code-like line
+    (the user's prompt pasted above the code); callers do that only when those lines do not
+    parse, so no statement is ever dropped silently.
+    """
     lines = split_lines(text)
     indices = list(range(len(lines)))
     offsets = [0] * len(lines)
@@ -57,7 +64,7 @@ def extract_program(text: str) -> ProgramText:
     # A whole answer quoted with '> ' (copied out of a markdown blockquote).
     body, offsets = _strip_blockquote(body, offsets)
 
-    unterminated = False
+    unterminated, prose = False, 0
     block = _pick_fenced_block(body)
     if block is not None:
         start, end, unterminated = block
@@ -65,8 +72,9 @@ def extract_program(text: str) -> ProgramText:
         # Lines quoted inside the fence (an editing artifact seen in the wild).
         body, offsets = _strip_blockquote(body, offsets)
     else:
-        first = _first_code_line(body)
-        indices, body, offsets = indices[first:], body[first:], offsets[first:]
+        prose = _first_code_line(body)
+        if skip_prose:
+            indices, body, offsets = indices[prose:], body[prose:], offsets[prose:]
 
     body, offsets = _dedent(body, offsets)
     return ProgramText(
@@ -75,6 +83,7 @@ def extract_program(text: str) -> ProgramText:
         line_numbers=indices,
         col_offsets=offsets,
         unterminated_fence=unterminated,
+        prose_lines=0 if skip_prose else prose,
     )
 
 

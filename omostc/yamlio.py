@@ -44,8 +44,9 @@ def loads_spec(text: str, *, file: str = "<spec>") -> Scene:
         return Diagnostic("error", message, file=file, line=line, col=mark.column + 1,
                           source_line=lines[mark.line] if mark.line < len(lines) else None)
 
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError([diag("empty file: a scene spec needs at least 'version' and 'global'")])
@@ -57,10 +58,15 @@ def loads_spec(text: str, *, file: str = "<spec>") -> Scene:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         raise SpecError([diag(f"invalid YAML: {message}", mark)]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise SpecError([Diagnostic("error", f"invalid YAML: {exc.reason} ({exc.character!r})", file=file,
+                                    line=line)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([diag(f"invalid YAML: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     diagnostics = [diag(msg, _node_at(node, path, key_of_last)) for msg, path, key_of_last in validate_data(data)]
     if diagnostics:

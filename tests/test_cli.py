@@ -105,3 +105,11 @@ def test_console_script_starts_without_heavy_imports():
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_unwritable_output_is_reported_not_raised(tmp_path):
+    (tmp_path / "a.md").write_text(GOOD)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = run("compile", str(tmp_path / "a.md"), "-o", str(blocker / "sub" / "a.yaml"))
+    assert res.exit_code == 1 and "error:" in res.stderr and "Traceback" not in res.output

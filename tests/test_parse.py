@@ -259,3 +259,16 @@ def test_oversized_input_is_refused():
 
     err = one_error("#" * (MAX_SOURCE_CHARS + 1))
     assert "limit" in err.message
+
+
+def test_huge_integer_depth_and_identifier_give_bounded_errors():
+    err = one_error(program(GLOBAL, REGION.replace("distance_to_viewer=2.0", "distance_to_viewer=1" + "0" * 400)))
+    assert "positive finite number" in err.message and len(err.message) < 1000
+    err = one_error(program(GLOBAL, REGION.replace("atmosphere=", "a" * 100_000 + "=")))
+    assert "unknown argument" in err.message and len(err.format()) < 2000
+
+
+def test_prose_is_skipped_only_when_it_does_not_parse():
+    assert compile_canvas("Here you go:\n" + program(GLOBAL)).scene.regions == []
+    err = one_error("if True:\n    canvas = Canvas()\n")
+    assert "an if statement is not allowed" in err.message and err.line == 1

@@ -119,3 +119,8 @@ def test_schema_ref_is_relative_to_the_nearest_schemas_folder(tmp_path):
     (tmp_path / "schemas" / "scene.schema.json").write_text("{}")
     assert schema_ref_for(tmp_path / "specs" / "a.yaml") == "../schemas/scene.schema.json"
     assert schema_ref_for(None).startswith("urn:omostc:")
+
+
+def test_control_characters_in_yaml_are_located_errors():
+    err = spec_errors("version: 1\nglobal: \x00\n")[0]
+    assert "invalid YAML" in err.message and err.line == 2
