@@ -9,7 +9,7 @@ A diagnostic renders as::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["error", "warning"]
@@ -61,24 +61,6 @@ def _shorten(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-@dataclass
-class Diagnostics:
-    """Collects the diagnostics of one compilation."""
-
-    items: list[Diagnostic] = field(default_factory=list)
-
-    def add(self, diagnostic: Diagnostic) -> None:
-        self.items.append(diagnostic)
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == "warning"]
-
-
 class OmostcError(Exception):
     """Base of every user-facing error omostc raises; the CLI prints it without a traceback."""
 
@@ -87,7 +69,7 @@ class CompileError(OmostcError):
     """Canvas code (or a spec) that cannot be compiled; carries every located diagnostic."""
 
     def __init__(self, diagnostics: list[Diagnostic], *, truncated: bool = False):
-        self.diagnostics = [d for d in diagnostics]
+        self.diagnostics = list(diagnostics)
         self.truncated = truncated
         super().__init__("\n".join(d.format() for d in self.errors) or "compilation failed")
 
