@@ -21,7 +21,7 @@ from .source import ProgramText, extract_program
 from .spec import Box, GlobalDescription, Region, Scene
 from .tables import AREAS, COLORS, GLOBAL_PARAMS, GRID, LOCATIONS, OFFSETS, REGION_PARAMS
 
-MAX_SOURCE_CHARS = 16 * 1024 * 1024
+MAX_SOURCE_CHARS = 8 * 1024 * 1024  # about 25,000 regions; ast needs ~80 bytes of memory per source byte
 MAX_DIAGNOSTICS = 100
 MAX_QUOTE_REPAIRS = 50
 MAX_ENUM_CHARS = 200
