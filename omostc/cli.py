@@ -16,9 +16,9 @@ from . import __version__
 from .api import compile_file, load_scene
 from .decompile import decompile
 from .diagnostics import CompileError, Diagnostic, OmostcError
-from .files import STDIN, write_text_atomic
+from .files import STDIN, write_bytes_atomic, write_text_atomic
+from .tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from .ir import to_json
-from .lower import lower
 from .schema import schema_json
 from .yamlio import dumps_spec, load_spec, schema_ref_for
 
@@ -131,17 +131,64 @@ def decompile_cmd(spec: str, output: str | None, fence: bool) -> None:
     _run_batch([spec], one, "specs")
 
 
+def _tokenizer_option(f):
+    return click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False),
+                        help="Count tokens with this diffusers model folder's own tokenizer/ "
+                             "(default: the offline CLIP tokenizer).")(f)
+
+
+def _lowered(item: str, partial: bool, model_dir: str | None):
+    from .lower import lower
+    from .tokenize import TransformersClipTokenizer
+
+    scene, warnings = load_scene(item, partial=partial)
+    _print_diagnostics(warnings)
+    tokenizer = TransformersClipTokenizer.from_pretrained(model_dir) if model_dir else None
+    ir = lower(scene, tokenizer)
+    for message in ir.warnings:
+        click.echo(f"{item}: warning: {message}", err=True)
+    return scene, ir
+
+
 @main.command("lower")
 @click.argument("file")
-@click.option("--json", "as_json", is_flag=True, required=True, help="Print the IR as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the IR as JSON (the default output).")
+@click.option("--ids", is_flag=True, help="Include the token ids in the JSON.")
+@click.option("--sketch", type=click.Path(dir_okay=False), help="Write the 90 x 90 colour sketch as a PNG.")
 @click.option("--partial", is_flag=True, help="Keep the complete calls of a truncated program.")
-def lower_cmd(file: str, as_json: bool, partial: bool) -> None:
+@_tokenizer_option
+def lower_cmd(file: str, as_json: bool, ids: bool, sketch: str | None, partial: bool, model_dir: str | None) -> None:
     """Lower a spec (or Canvas code) to the IR that renderers execute."""
 
     def one(item: str) -> None:
-        scene, warnings = load_scene(item, partial=partial)
-        _print_diagnostics(warnings)
-        click.echo(to_json(lower(scene).to_dict()))
+        _, ir = _lowered(item, partial, model_dir)
+        if sketch:
+            from .preview import sketch_png
+
+            write_bytes_atomic(sketch, sketch_png(ir))
+        if as_json or not sketch:
+            click.echo(to_json(ir.to_dict(ids=ids)))
+
+    _run_batch([file], one, "inputs")
+
+
+@main.command()
+@click.argument("file")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+@click.option("--width", type=click.IntRange(64, 8192), help="Image width (default: the spec's, else 896).")
+@click.option("--height", type=click.IntRange(64, 8192), help="Image height (default: the spec's, else 1152).")
+@click.option("--partial", is_flag=True, help="Keep the complete calls of a truncated program.")
+def preview(file: str, output: str, width: int | None, height: int | None, partial: bool) -> None:
+    """Draw the layout: the colour sketch at image size, each region outlined and labelled."""
+
+    def one(item: str) -> None:
+        from .preview import layout_png
+
+        scene, ir = _lowered(item, partial, None)
+        render = scene.render
+        w = width or (render.width if render and render.width else DEFAULT_WIDTH)
+        h = height or (render.height if render and render.height else DEFAULT_HEIGHT)
+        write_bytes_atomic(output, layout_png(ir, w, h))
 
     _run_batch([file], one, "inputs")
 

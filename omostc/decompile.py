@@ -76,6 +76,10 @@ def _region_lines(r: Region) -> list[str]:
         ("quality_meta", _literal(r.quality_meta)),
         ("HTML_web_color_name", _literal(r.color)),
     ]
+    if r.feather is not None:  # omostc extensions, after Omost's own arguments
+        args.append(("feather", _number(r.feather)))
+    if r.weight is not None:
+        args.append(("weight", _number(r.weight)))
     return _call("canvas.add_local_description", args)
 
 

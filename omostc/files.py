@@ -33,17 +33,21 @@ def read_text(path: str | os.PathLike) -> str:
     return text.removeprefix("\ufeff")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write a file so that readers see the old content or the new, never a part of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))

@@ -29,7 +29,7 @@ MAX_ENUM_CHARS = 200
 GLOBAL_METHOD = "set_global_description"
 REGION_METHOD = "add_local_description"
 IGNORED_METHODS = ("process",)
-REGION_EXTRAS = ("name", "bbox")
+REGION_EXTRAS = ("name", "bbox", "feather", "weight")  # beyond Omost's API
 
 
 @dataclass
@@ -504,7 +504,7 @@ class _SceneBuilder:
             "detailed_descriptions": self.strings, "tags": self.string, "atmosphere": self.string,
             "style": self.string, "quality_meta": self.string,
             "HTML_web_color_name": lambda n: self.snap(n, COLORS, "colour"),
-            "name": self.name, "bbox": self.bbox,
+            "name": self.name, "bbox": self.bbox, "feather": self.feather, "weight": self.weight,
             "location": lambda n: self.snap(n, LOCATIONS, "location"),
             "offset": lambda n: self.snap(n, OFFSETS, "offset"),
             "area": lambda n: self.snap(n, AREAS, "area"),
@@ -515,6 +515,7 @@ class _SceneBuilder:
             box=v.get("bbox"), distance_to_viewer=v["distance_to_viewer"], description=v["description"],
             detailed_descriptions=v["detailed_descriptions"], tags=v["tags"], atmosphere=v["atmosphere"],
             style=v["style"], quality_meta=v["quality_meta"], color=v["HTML_web_color_name"],
+            feather=v.get("feather"), weight=v.get("weight"),
         ))
 
     def convert(self, bound: Mapping[str, ast.expr], converters: Mapping[str, Callable]) -> dict[str, Any]:
@@ -575,6 +576,20 @@ class _SceneBuilder:
         value = self.number(node)
         if not 0 < value <= 1e300:  # also false for NaN; ints this large never reach float()
             self.c.error(node, f"distance_to_viewer must be a positive finite number, not {value!r}")
+            raise _Invalid
+        return value
+
+    def feather(self, node: ast.expr) -> int | float:
+        value = self.number(node)
+        if not 0 <= value <= GRID:
+            self.c.error(node, f"feather is a width in grid cells, from 0 to {GRID}; not {value!r}")
+            raise _Invalid
+        return value
+
+    def weight(self, node: ast.expr) -> int | float:
+        value = self.number(node)
+        if not 0 < value <= 100:
+            self.c.error(node, f"weight must be above 0 and at most 100, not {value!r}")
             raise _Invalid
         return value
 

@@ -65,6 +65,14 @@ def build_scene_schema() -> dict[str, Any]:
             "style": _text("Style of the region."),
             "quality_meta": _text("Quality and detail notes."),
             "color": color,
+            "feather": {
+                "type": "number", "minimum": 0, "maximum": GRID,
+                "description": "omostc extension: soft mask edges, ramping over this many grid cells.",
+            },
+            "weight": {
+                "type": "number", "exclusiveMinimum": 0, "maximum": 100,
+                "description": "omostc extension: attention weight of this region's prompt (1 = Omost).",
+            },
         },
         "oneOf": [
             {"required": ["location", "offset", "area"], "not": {"required": ["box"]}},

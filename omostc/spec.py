@@ -48,6 +48,8 @@ class Region:
     area: str | None = None
     box: Box | None = None
     name: str | None = None
+    feather: float | None = None  # soft mask edge, in grid cells (None: hard edges, as Omost)
+    weight: float | None = None  # attention weight of the region's tokens (None: 1, as Omost)
 
 
 @dataclass
@@ -134,6 +136,10 @@ def region_to_dict(r: Region) -> dict[str, Any]:
         quality_meta=r.quality_meta,
         color=r.color,
     )
+    if r.feather is not None:
+        out["feather"] = r.feather
+    if r.weight is not None:
+        out["weight"] = r.weight
     return out
 
 
@@ -183,6 +189,7 @@ def scene_from_dict(data: dict[str, Any]) -> Scene:
             detailed_descriptions=list(r["detailed_descriptions"]),
             tags=r["tags"], atmosphere=r["atmosphere"], style=r["style"],
             quality_meta=r["quality_meta"], color=r["color"],
+            feather=r.get("feather"), weight=r.get("weight"),
         ))
     render = None
     if "render" in data:

@@ -69,6 +69,9 @@ REGION_TEXT_FIELDS: tuple[str, ...] = ("tags", "atmosphere", "style", "quality_m
 """Region fields that become suffixes after the detailed descriptions, in this order."""
 
 
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 896, 1152  # Omost's app defaults (OMOST.md section 8)
+
+
 def system_prompt() -> str:
     """The system prompt the Omost models were trained with, byte for byte."""
     return resources.files("omostc.data").joinpath("system_prompt.txt").read_bytes().decode("utf-8")

@@ -118,3 +118,10 @@ def from_bot_response(response: str) -> Canvas:
     if "canvas = Canvas()" not in code:
         raise ValueError("Code block must include valid canvas var!")
     return run_program(code)
+
+
+def extract_program_code(path) -> str:
+    """The program text of a corpus file, found the way omostc finds it (fences, quoting)."""
+    from omostc.source import extract_program
+
+    return extract_program(path.read_text(encoding="utf-8")).code

@@ -38,6 +38,8 @@ def regions(draw) -> Region:
         distance_to_viewer=draw(depths),
         description=draw(text), detailed_descriptions=draw(texts), tags=draw(text),
         atmosphere=draw(text), style=draw(text), quality_meta=draw(text), color=draw(colors),
+        feather=draw(st.one_of(st.none(), st.integers(0, 90), st.floats(0, 90))),
+        weight=draw(st.one_of(st.none(), st.floats(0.01, 100), st.integers(1, 100))),
     )
 
 

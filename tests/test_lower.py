@@ -1,0 +1,176 @@
+"""Lowering: bags equal Omost's greedy partition with real token counts, masks and sketch equal
+Omost's tensors, and the edge cases behave as documented."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from omostc import CompileError, compile_canvas, compile_file, lower
+from omostc.cli import main
+from omostc.masks import box_mask, feathered_box_mask
+from omostc.tokenize import find_clip_vocab
+
+import omost_reference as omost
+from conftest import REPO, corpus_files, needs_shared
+from helpers import GLOBAL, REGION, program
+
+torch = pytest.importorskip("torch", reason="torch is a dev dependency: the tensors are compared with torch's own")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    path = find_clip_vocab().parent / "simple_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("clip_reference_tokenizer_2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SimpleTokenizer(str(find_clip_vocab()))
+
+
+def omost_bags(prefixes, suffixes, encode):
+    """Omost's encode_bag_of_subprompts_greedy up to the token ids, written from OMOST.md 5."""
+    prefix_ids = [t for p in prefixes for t in encode(p)]
+    items = [encode(s)[:75] for s in suffixes]
+    bags, current, total = [], [], 0
+    for i, ids in enumerate(items):
+        if total + len(ids) > 75 - len(prefix_ids):
+            if current:
+                bags.append(current)
+            current, total = [i], len(ids)
+        else:
+            current.append(i)
+            total += len(ids)
+    if current:
+        bags.append(current)
+    chunks = []
+    for bag in bags:
+        merged = prefix_ids + [t for i in bag for t in items[i]]
+        chunks.append(([49406] + merged[:75] + [49407] + [49407] * 75)[:77])
+    return bags, chunks
+
+
+def scenes():
+    out = [p for p in sorted((REPO / "specs" / "src").iterdir())]
+    return out + [p for p in corpus_files()]
+
+
+@pytest.mark.parametrize("path", scenes(), ids=lambda p: p.name)
+def test_bags_equal_omosts_greedy_partition_with_real_token_counts(path, reference):
+    try:
+        scene = compile_file(path).scene
+    except CompileError:
+        pytest.skip("does not compile")
+    ir = lower(scene)
+    for layer in ir.layers:
+        bags, chunks = omost_bags(layer.prefixes, layer.suffixes, reference.encode)
+        assert layer.bags == bags
+        assert layer.chunks(49406, 49407, 49407) == chunks
+        assert [len(s) for s in layer.suffix_ids] == [min(len(reference.encode(s)), 75) for s in layer.suffixes]
+
+
+@needs_shared
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+def test_sketch_equals_omosts_initial_latent(path):
+    code = omost.extract_program_code(path)
+    try:
+        expected = omost.run_program(code).process()["initial_latent"]
+    except Exception:
+        pytest.skip("Omost's own code rejects this program")
+    ir = lower(compile_file(path).scene)
+    assert ir.sketch.dtype == np.uint8 and np.array_equal(ir.sketch, expected)
+    png = Image.open(io.BytesIO(__import__("omostc.preview", fromlist=["x"]).sketch_png(ir)))
+    assert png.mode == "RGB" and np.array_equal(np.asarray(png), expected)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (64, 64), (97, 131), (128, 128), (144, 112), (90, 90), (256, 200)])
+def test_masks_equal_torch_nearest_exact(size):
+    rng = np.random.default_rng(sum(size))
+    for _ in range(20):
+        top, left = rng.integers(0, 89, size=2)
+        rect = (int(top), int(rng.integers(top + 1, 91)), int(left), int(rng.integers(left + 1, 91)))
+        grid = torch.zeros(90, 90)
+        grid[rect[0]:rect[1], rect[2]:rect[3]] = 1
+        want = torch.nn.functional.interpolate(grid[None, None], size, mode="nearest-exact")[0, 0] > 0.5
+        assert np.array_equal(box_mask(rect, *size), want.numpy())
+
+
+def test_initial_image_equals_omosts_blur_and_resize():
+    ir = lower(compile_canvas(program(GLOBAL, REGION)).scene)
+    x = torch.from_numpy(ir.sketch)[None].movedim(-1, 1) / 127.5 - 1.0
+    x = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (40,) * 4, mode="reflect"), kernel_size=(81, 81), stride=(1, 1))
+    for h, w in [(1152, 896), (64, 64), (100, 75)]:
+        want = torch.nn.functional.interpolate(x, (h, w))[0].numpy()
+        got = ir.initial_image(h, w)
+        assert got.shape == (3, h, w) and got.dtype == np.float32
+        # torch sums the 81 x 81 window in float32 (errors up to ~3e-4); omostc sums in float64.
+        np.testing.assert_allclose(got, want, atol=5e-4)
+
+
+def test_feathered_masks():
+    rect = (20, 70, 0, 45)
+    hard = box_mask(rect, 90, 90)
+    assert np.array_equal(feathered_box_mask(rect, 0, 90, 90), hard.astype(np.float32))
+    soft = feathered_box_mask(rect, 10, 90, 90)
+    assert soft.dtype == np.float32 and soft.max() == 1.0 and soft.min() == 0.0
+    assert np.all(soft[~hard] == 0) and np.all(soft <= hard)
+    row = soft[45]
+    assert row[0] == 1.0  # the canvas border is not an edge to fade
+    assert np.all(np.diff(row[30:45]) <= 0) and 0 < row[44] < 0.1  # fades toward the inner edge
+    assert soft[20, 10] < 0.1 and soft[45, 10] == 1.0
+
+
+def test_region_options_reach_the_ir():
+    text = program(GLOBAL, REGION.replace("HTML_web_color_name='orange',", "HTML_web_color_name='orange', feather=4, weight=1.5,"))
+    layer = lower(compile_canvas(text).scene).layers[1]
+    assert (layer.feather, layer.weight) == (4.0, 1.5)
+    assert layer.mask(64, 64).dtype == np.float32
+    plain = lower(compile_canvas(program(GLOBAL, REGION)).scene).layers[1]
+    assert (plain.feather, plain.weight) == (0.0, 1.0) and plain.mask(64, 64).dtype == bool
+
+
+def test_edge_cases_empty_long_suffix_long_prefix():
+    empty = GLOBAL.replace("['A cat sits.', 'The room is warm.']", "[]")
+    ir = lower(compile_canvas(program(empty)).scene)
+    assert ir.layers[0].bags == [[0]] and ir.warnings == []  # the tags are its one suffix
+    long_suffix = GLOBAL.replace("'The room is warm.'", repr("word " * 100))
+    ir = lower(compile_canvas(program(long_suffix)).scene)
+    assert ir.layers[0].to_dict()["tokens"]["suffixes"][1] == 75
+    assert any("sub-prompt 1 is longer than 75 tokens" in w for w in ir.warnings)
+    long_prefix = GLOBAL.replace("'A cat on a table.'", repr("cat " * 80))
+    ir = lower(compile_canvas(program(long_prefix)).scene)
+    g = ir.layers[0]
+    assert len(g.bags) == 3 and all(len(c) == 77 for c in g.chunks(49406, 49407, 49407))
+    assert any("prefix alone is 81 tokens" in w for w in ir.warnings)
+
+
+def test_layer_without_suffixes_gets_one_prefix_chunk():
+    from omostc.ir import Layer
+
+    layer = Layer(kind="global", box=(0, 90, 0, 90), color=(0, 0, 0), prefixes=["a."], suffixes=[],
+                  prefix_ids=[320, 269], suffix_ids=[], bags=[[]])
+    assert layer.chunks(49406, 49407, 0) == [[49406, 320, 269, 49407] + [0] * 73]
+
+
+def test_cli_lower_json_sketch_and_preview(tmp_path):
+    spec = str(REPO / "specs" / "dragon.yaml")
+    runner = CliRunner()
+    res = runner.invoke(main, ["lower", spec, "--json", "--sketch", str(tmp_path / "s.png")])
+    assert res.exit_code == 0, res.output
+    import json
+
+    data = json.loads(res.stdout)
+    layer = data["layers"][1]
+    assert set(layer["tokens"]) == {"prefix", "suffixes"} and layer["bags"][0][0] == 0
+    assert sorted(i for bag in layer["bags"] for i in bag) == list(range(len(layer["suffixes"])))
+    assert Image.open(tmp_path / "s.png").size == (90, 90)
+    res = runner.invoke(main, ["preview", spec, "-o", str(tmp_path / "p.png"), "--width", "448", "--height", "576"])
+    assert res.exit_code == 0, res.output
+    image = Image.open(tmp_path / "p.png")
+    assert image.size == (448, 576)
+    # the picture is the sketch under the outlines: the centre of the farthest-only area keeps its colour
+    assert np.asarray(image)[40, 440].tolist() == lower(compile_file(REPO / "specs" / "src" / "dragon.md").scene).sketch[6, 88].tolist()
