@@ -102,3 +102,16 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
     with pytest.raises(TokenizerError, match="cannot load a tokenizer"):
         TransformersClipTokenizer.from_pretrained(tmp_path, "tokenizer")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from omostc.tokenize import clean_text, full_clean_text  # noqa: E402
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
+       | st.text(st.sampled_from(list("ab &;'!.,-  \u00e9\u2019\u201c\t\n")), max_size=30))
+def test_fast_ascii_cleaning_equals_the_full_cleaning(text):
+    assert clean_text(text) == full_clean_text(text)
