@@ -18,15 +18,18 @@ $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 demo: setup
 	$(BIN)/omostc compile -O out/specs specs/src/*
 	$(BIN)/omostc validate out/specs/*.yaml
-	$(BIN)/omostc lower out/specs/dragon.yaml --json > out/dragon.ir.json
+	$(BIN)/omostc lower out/specs/dragon.yaml --json --sketch out/dragon.sketch.png > out/dragon.ir.json
+	$(BIN)/omostc preview out/specs/dragon.yaml -o out/dragon.preview.png
 	$(BIN)/omostc decompile out/specs/dragon.yaml --fence > out/dragon.canvas.md
-	@echo "demo: specs in out/specs/, IR in out/dragon.ir.json, Canvas code in out/dragon.canvas.md"
+	@echo "demo: specs in out/specs/; for the dragon scene: IR (out/dragon.ir.json), layout preview"
+	@echo "      (out/dragon.preview.png), colour sketch (out/dragon.sketch.png), Canvas code (out/dragon.canvas.md)"
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/bench_compile.py
+	$(BIN)/python benchmarks/bench_lower.py
 
 # Explicit refreshes of generated files; review their diffs before committing.
 golden: setup
