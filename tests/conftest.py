@@ -1,4 +1,5 @@
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,36 @@ TRANSCRIPT = SHARED / "reference" / "transcript"
 
 def corpus_files() -> list[Path]:
     return sorted(CORPUS.glob("[0-9][0-9][0-9].txt")) if CORPUS.is_dir() else []
+
+
+@lru_cache(maxsize=1)
+def compiling_corpus() -> list[Path]:
+    """The corpus files omostc compiles (the others are checked in test_corpus)."""
+    from omostc import CompileError, compile_file
+
+    out = []
+    for path in corpus_files():
+        try:
+            compile_file(path)
+            out.append(path)
+        except CompileError:
+            pass
+    return out
+
+
+@lru_cache(maxsize=1)
+def omost_accepted_corpus() -> list[Path]:
+    """The corpus files Omost's own (exec-based) code accepts."""
+    import omost_reference as omost
+
+    out = []
+    for path in corpus_files():
+        try:
+            omost.run_program(omost.extract_program_code(path))
+            out.append(path)
+        except Exception:
+            pass
+    return out
 
 
 needs_shared = pytest.mark.skipif(

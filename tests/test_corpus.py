@@ -14,7 +14,7 @@ from omostc import CompileError, compile_file, lower
 from omostc.source import extract_program
 
 import omost_reference as omost
-from conftest import corpus_files, needs_shared
+from conftest import corpus_files, needs_shared, omost_accepted_corpus
 
 EXPECTED_FAILURES = {"041.txt", "042.txt", "043.txt", "044.txt"}  # truncated x2, not a canvas x2
 
@@ -69,11 +69,9 @@ def _omost_layers(path):
     return canvas.process()["bag_of_conditions"]
 
 
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", omost_accepted_corpus(), ids=lambda p: p.name)
 def test_layers_equal_omost(path):
     expected = _omost_layers(path)
-    if expected is None:
-        pytest.skip("Omost's own code rejects this program too")
     ir = lower(compile_file(path).scene)
     got = [(list(l.box), list(l.color), l.prefixes, l.suffixes) for l in ir.layers]
     want = [(c["rect"], c["color"], c["prefixes"], c["suffixes"]) for c in expected]
@@ -81,7 +79,7 @@ def test_layers_equal_omost(path):
 
 
 def test_omost_accepts_most_of_the_corpus():
-    accepted = [p for p in corpus_files() if _omost_layers(p) is not None]
+    accepted = omost_accepted_corpus()
     strict = []
     for p in corpus_files():
         try:

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from omostc import CompileError, compile_canvas, compile_file, lower
+from omostc import compile_canvas, compile_file, lower
 from omostc.cli import main
 from omostc.masks import box_mask, feathered_box_mask
 from omostc.tokenize import find_clip_vocab
 
 import omost_reference as omost
-from conftest import REPO, corpus_files, needs_shared
+from conftest import REPO, compiling_corpus, needs_shared, omost_accepted_corpus
 from helpers import GLOBAL, REGION, program
 
 torch = pytest.importorskip("torch", reason="torch is a dev dependency: the tensors are compared with torch's own")
@@ -55,17 +55,12 @@ def omost_bags(prefixes, suffixes, encode):
 
 
 def scenes():
-    out = [p for p in sorted((REPO / "specs" / "src").iterdir())]
-    return out + [p for p in corpus_files()]
+    return sorted((REPO / "specs" / "src").iterdir()) + compiling_corpus()
 
 
 @pytest.mark.parametrize("path", scenes(), ids=lambda p: p.name)
 def test_bags_equal_omosts_greedy_partition_with_real_token_counts(path, reference):
-    try:
-        scene = compile_file(path).scene
-    except CompileError:
-        pytest.skip("does not compile")
-    ir = lower(scene)
+    ir = lower(compile_file(path).scene)
     for layer in ir.layers:
         bags, chunks = omost_bags(layer.prefixes, layer.suffixes, reference.encode)
         assert layer.bags == bags
@@ -74,13 +69,9 @@ def test_bags_equal_omosts_greedy_partition_with_real_token_counts(path, referen
 
 
 @needs_shared
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", omost_accepted_corpus(), ids=lambda p: p.name)
 def test_sketch_equals_omosts_initial_latent(path):
-    code = omost.extract_program_code(path)
-    try:
-        expected = omost.run_program(code).process()["initial_latent"]
-    except Exception:
-        pytest.skip("Omost's own code rejects this program")
+    expected = omost.run_program(omost.extract_program_code(path)).process()["initial_latent"]
     ir = lower(compile_file(path).scene)
     assert ir.sketch.dtype == np.uint8 and np.array_equal(ir.sketch, expected)
     png = Image.open(io.BytesIO(__import__("omostc.preview", fromlist=["x"]).sketch_png(ir)))
