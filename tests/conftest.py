@@ -53,3 +53,17 @@ needs_shared = pytest.mark.skipif(
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def clip_reference():
+    """OpenAI's own simple_tokenizer.py, shipped beside the CLIP vocabulary in openai-clip."""
+    import importlib.util
+
+    from omostc.tokenize import find_clip_vocab
+
+    vocab = find_clip_vocab()
+    spec = importlib.util.spec_from_file_location("clip_reference_tokenizer", vocab.parent / "simple_tokenizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SimpleTokenizer(str(vocab))

@@ -125,3 +125,25 @@ def extract_program_code(path) -> str:
     from omostc.source import extract_program
 
     return extract_program(path.read_text(encoding="utf-8")).code
+
+
+def bags(prefixes, suffixes, encode):
+    """Omost's encode_bag_of_subprompts_greedy up to the token ids, written from OMOST.md 5."""
+    prefix_ids = [t for p in prefixes for t in encode(p)]
+    items = [encode(s)[:75] for s in suffixes]
+    bags, current, total = [], [], 0
+    for i, ids in enumerate(items):
+        if total + len(ids) > 75 - len(prefix_ids):
+            if current:
+                bags.append(current)
+            current, total = [i], len(ids)
+        else:
+            current.append(i)
+            total += len(ids)
+    if current:
+        bags.append(current)
+    chunks = []
+    for bag in bags:
+        merged = prefix_ids + [t for i in bag for t in items[i]]
+        chunks.append(([49406] + merged[:75] + [49407] + [49407] * 75)[:77])
+    return bags, chunks

@@ -3,7 +3,6 @@ Omost's tensors, and the edge cases behave as documented."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 
 import numpy as np
@@ -14,7 +13,6 @@ from PIL import Image
 from omostc import compile_canvas, compile_file, lower
 from omostc.cli import main
 from omostc.masks import box_mask, feathered_box_mask
-from omostc.tokenize import find_clip_vocab
 
 import omost_reference as omost
 from conftest import REPO, compiling_corpus, needs_shared, omost_accepted_corpus
@@ -23,49 +21,18 @@ from helpers import GLOBAL, REGION, program
 torch = pytest.importorskip("torch", reason="torch is a dev dependency: the tensors are compared with torch's own")
 
 
-@pytest.fixture(scope="module")
-def reference():
-    path = find_clip_vocab().parent / "simple_tokenizer.py"
-    spec = importlib.util.spec_from_file_location("clip_reference_tokenizer_2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SimpleTokenizer(str(find_clip_vocab()))
-
-
-def omost_bags(prefixes, suffixes, encode):
-    """Omost's encode_bag_of_subprompts_greedy up to the token ids, written from OMOST.md 5."""
-    prefix_ids = [t for p in prefixes for t in encode(p)]
-    items = [encode(s)[:75] for s in suffixes]
-    bags, current, total = [], [], 0
-    for i, ids in enumerate(items):
-        if total + len(ids) > 75 - len(prefix_ids):
-            if current:
-                bags.append(current)
-            current, total = [i], len(ids)
-        else:
-            current.append(i)
-            total += len(ids)
-    if current:
-        bags.append(current)
-    chunks = []
-    for bag in bags:
-        merged = prefix_ids + [t for i in bag for t in items[i]]
-        chunks.append(([49406] + merged[:75] + [49407] + [49407] * 75)[:77])
-    return bags, chunks
-
-
 def scenes():
     return sorted((REPO / "specs" / "src").iterdir()) + compiling_corpus()
 
 
 @pytest.mark.parametrize("path", scenes(), ids=lambda p: p.name)
-def test_bags_equal_omosts_greedy_partition_with_real_token_counts(path, reference):
+def test_bags_equal_omosts_greedy_partition_with_real_token_counts(path, clip_reference):
     ir = lower(compile_file(path).scene)
     for layer in ir.layers:
-        bags, chunks = omost_bags(layer.prefixes, layer.suffixes, reference.encode)
+        bags, chunks = omost.bags(layer.prefixes, layer.suffixes, clip_reference.encode)
         assert layer.bags == bags
         assert layer.chunks(49406, 49407, 49407) == chunks
-        assert [len(s) for s in layer.suffix_ids] == [min(len(reference.encode(s)), 75) for s in layer.suffixes]
+        assert [len(s) for s in layer.suffix_ids] == [min(len(clip_reference.encode(s)), 75) for s in layer.suffixes]
 
 
 @needs_shared

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from omostc.lower import lower
@@ -18,16 +16,6 @@ from omostc.tokenize import (
 )
 
 from conftest import corpus_files, needs_shared
-
-
-@pytest.fixture(scope="module")
-def reference():
-    """OpenAI's own simple_tokenizer.py, shipped beside the vocabulary in openai-clip."""
-    path = find_clip_vocab().parent / "simple_tokenizer.py"
-    spec = importlib.util.spec_from_file_location("clip_reference_tokenizer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SimpleTokenizer(str(find_clip_vocab()))
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +40,12 @@ def test_vocabulary_is_clips(tok):
 
 
 @pytest.mark.parametrize("text", TRICKY)
-def test_ids_equal_the_reference_bpe(reference, tok, text):
-    assert tok.encode([text])[0] == reference.encode(text)
+def test_ids_equal_the_reference_bpe(clip_reference, tok, text):
+    assert tok.encode([text])[0] == clip_reference.encode(text)
 
 
 @needs_shared
-def test_every_corpus_subprompt_matches_the_reference(reference, tok):
+def test_every_corpus_subprompt_matches_the_reference(clip_reference, tok):
     from omostc import CompileError, compile_file
 
     texts = set()
@@ -70,7 +58,7 @@ def test_every_corpus_subprompt_matches_the_reference(reference, tok):
             texts.update(layer.prefixes + layer.suffixes)
     texts = sorted(texts)
     assert len(texts) > 1500
-    assert [tok.encode([t])[0] for t in texts] == [reference.encode(t) for t in texts]
+    assert [tok.encode([t])[0] for t in texts] == [clip_reference.encode(t) for t in texts]
 
 
 def test_cache_returns_the_same_ids(tok):
