@@ -1,0 +1,1 @@
+"""Renderers that execute the IR. Each backend implements ``omostc.backends.base.Backend``."""

@@ -1,0 +1,48 @@
+"""The one interface every rendering backend implements: IR + settings + seeds -> images.
+
+Everything model-specific (text encoders, attention, latents) lives behind it, so the
+compiler, the IR and the batch runner never see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..ir import SceneIR
+
+
+@dataclass
+class HighResFix:
+    scale: float = 1.0  # 1.0 is off
+    steps: int = 20
+    denoise: float = 0.4
+
+
+@dataclass
+class RenderOptions:
+    """Fully resolved settings of one render (defaults are Omost's, OMOST.md section 8)."""
+
+    width: int = 896
+    height: int = 1152
+    steps: int = 25
+    cfg: float = 5.0
+    negative_prompt: str = "lowres, bad anatomy, bad hands, cropped, worst quality"
+    sampler: str = "omost"  # Omost's own DPM++ 2M Karras; or a diffusers scheduler class name
+    sketch_strength: float | None = None  # start from the colour sketch with this denoise (0.95-0.99)
+    highres: HighResFix = field(default_factory=HighResFix)
+    pooled: str = "omost"  # "omost": unprojected pooler_output; "projected": diffusers' text_embeds
+
+    def snapped(self) -> "RenderOptions":
+        """Width and height rounded down to multiples of 64, as Omost's app does."""
+        from dataclasses import replace
+
+        return replace(self, width=max(64, self.width // 64 * 64), height=max(64, self.height // 64 * 64))
+
+
+class Backend(Protocol):
+    name: str
+
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int]):
+        """One PIL image per seed."""
+        ...

@@ -1,0 +1,114 @@
+"""Text encoding of the IR's prompt bags for SDXL (OMOST.md section 5).
+
+All 77-token chunks of a render go through each text encoder in one batched forward; the
+penultimate hidden states of the two encoders are concatenated (768 + 1280 = 2048 features in
+SDXL). Encodings are cached by token ids, so a sub-prompt bag seen before costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ...bags import bag_text_ids, chunk, tokenize_layer
+from ...ir import SceneIR
+from ...tokenize import TransformersClipTokenizer
+
+POOLED_MODES = ("omost", "projected")
+
+
+@dataclass
+class Conditioning:
+    """What the UNet needs from text, for one render."""
+
+    layers: list[torch.Tensor]  # per IR layer: (77 * bags, 2048)
+    pooled: torch.Tensor  # (pooled_dim,): from the global layer's first chunk
+    negative: torch.Tensor  # (77, 2048)
+    negative_pooled: torch.Tensor  # (pooled_dim,)
+
+    @property
+    def tokens(self) -> int:
+        return sum(c.shape[0] for c in self.layers)
+
+
+@dataclass
+class TextEncoderCache:
+    """Encoded chunks by (ids for encoder 1, ids for encoder 2)."""
+
+    entries: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = \
+        field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+
+class SDXLTextEncoder:
+    def __init__(self, model, cache: TextEncoderCache | None = None):
+        self.model = model
+        self.tok1 = TransformersClipTokenizer(model.tokenizer, name="tokenizer")
+        self.tok2 = TransformersClipTokenizer(model.tokenizer_2, name="tokenizer_2")
+        self.cache = cache or TextEncoderCache()
+
+    # --- chunks ---------------------------------------------------------------------------
+
+    def layer_chunks(self, ir: SceneIR) -> list[list[tuple[list[int], list[int]]]]:
+        """Per layer, its chunks as (encoder-1 ids, encoder-2 ids), bags as the IR has them.
+
+        Encoder 2's ids come from its own tokenizer; where it splits text differently (it reads
+        ``!`` as its pad token) its chunk is cut at 75 tokens like any other."""
+        t1, t2 = self.tok1, self.tok2
+        out = []
+        for layer in ir.layers:
+            tokens2 = tokenize_layer(layer.prefixes, layer.suffixes, t2)
+            ids1 = layer.chunks(t1.bos_id, t1.eos_id, t1.pad_id)
+            ids2 = [chunk(bag_text_ids(tokens2, bag), t2.bos_id, t2.eos_id, t2.pad_id) for bag in layer.bags]
+            out.append(list(zip(ids1, ids2)))
+        return out
+
+    def negative_chunk(self, prompt: str) -> tuple[list[int], list[int]]:
+        """The negative prompt the ordinary way: one 77-token chunk, truncated."""
+        (a,), (b,) = self.tok1.encode([prompt]), self.tok2.encode([prompt])
+        return (chunk(a, self.tok1.bos_id, self.tok1.eos_id, self.tok1.pad_id),
+                chunk(b, self.tok2.bos_id, self.tok2.eos_id, self.tok2.pad_id))
+
+    # --- encoders -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _encode_missing(self, keys: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+        missing = [k for k in dict.fromkeys(keys) if k not in self.cache.entries]
+        self.cache.hits += len(keys) - len(missing)
+        self.cache.misses += len(missing)
+        if not missing:
+            return
+        te1, te2 = self.model.text_encoder, self.model.text_encoder_2
+        ids1 = torch.tensor([k[0] for k in missing], dtype=torch.long, device=te1.device)
+        ids2 = torch.tensor([k[1] for k in missing], dtype=torch.long, device=te2.device)
+        h1 = te1(ids1, output_hidden_states=True).hidden_states[-2]
+        text_model = getattr(te2, "text_model", te2)  # CLIPTextModelWithProjection or CLIPTextModel
+        out2 = text_model(ids2, output_hidden_states=True)
+        h2 = out2.hidden_states[-2]
+        pooled = out2.pooler_output
+        projection = getattr(te2, "text_projection", None)
+        projected = projection(pooled) if projection is not None else None
+        hidden = torch.cat([h1.to(h2.device, h2.dtype), h2], dim=-1)
+        for i, key in enumerate(missing):
+            self.cache.entries[key] = (hidden[i], pooled[i], projected[i] if projected is not None else None)
+
+    def encode(self, ir: SceneIR, negative_prompt: str, pooled: str = "omost") -> Conditioning:
+        if pooled not in POOLED_MODES:
+            raise ValueError(f"pooled must be one of {POOLED_MODES}, not {pooled!r}")
+        per_layer = [[(tuple(a), tuple(b)) for a, b in layer] for layer in self.layer_chunks(ir)]
+        neg = tuple(map(tuple, self.negative_chunk(negative_prompt)))
+        self._encode_missing([k for layer in per_layer for k in layer] + [neg])
+
+        def pick(key):
+            hidden, raw, projected = self.cache.entries[key]
+            if pooled == "projected":
+                if projected is None:
+                    raise ValueError("this text_encoder_2 has no projection; use pooled='omost'")
+                return hidden, projected
+            return hidden, raw
+
+        layers = [torch.cat([pick(k)[0] for k in layer], dim=0) for layer in per_layer]
+        return Conditioning(layers=layers, pooled=pick(per_layer[0][0])[1],
+                            negative=pick(neg)[0], negative_pooled=pick(neg)[1])

@@ -1,0 +1,181 @@
+"""Loading SDXL the ways users have it, and building a random-weight SDXL-shaped model offline.
+
+``load_sdxl`` takes a hub id, a local diffusers folder, or a single ``.safetensors``/``.ckpt``
+checkpoint; ``build_tiny_sdxl`` writes a small model in the real diffusers layout so tests and
+benchmarks load it through the very same code.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...diagnostics import OmostcError
+
+DTYPES = ("fp32", "fp16", "bf16")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+class ModelError(OmostcError):
+    pass
+
+
+@dataclass
+class SDXLModel:
+    """The components a render uses, on their devices and dtypes."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    text_encoder_2: Any
+    tokenizer: Any
+    tokenizer_2: Any
+    source: str
+    offloaded: bool = False
+
+    @property
+    def device(self):
+        return self.unet.device
+
+    @property
+    def dtype(self):
+        return self.unet.dtype
+
+
+def torch_dtype(name: str):
+    import torch
+
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if name not in table:
+        raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, not {name!r}")
+    return table[name]
+
+
+def _pipeline_class():
+    from diffusers import StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline
+
+
+def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "cuda", vae: str | None = None,
+              vae_dtype: str | None = None, offload: bool = False, variant: str | None = None,
+              local_files_only: bool | None = None) -> SDXLModel:
+    """Load SDXL from a hub id, a diffusers folder, or a single-file checkpoint.
+
+    ``vae`` overrides the VAE (folder, hub id or single file); ``offload`` keeps each component
+    on the CPU until it runs (for 8 GB cards); ``variant="fp16"`` picks fp16 weight files.
+    """
+    cls = _pipeline_class()
+    dt = torch_dtype(dtype)
+    path = Path(model)
+    local = path.exists()
+    try:
+        with warnings.catch_warnings():  # diffusers >= 0.42 renames torch_dtype; older ones need it
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipe = _load_pipeline(cls, model, path, local, dt, variant, local_files_only)
+    except ModelError:
+        raise
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ModelError(f"cannot load SDXL from {model}: {exc}") from None
+    if vae is not None:
+        pipe.vae = load_vae(vae, dtype=vae_dtype or dtype)
+    elif vae_dtype is not None:
+        pipe.vae.to(dtype=torch_dtype(vae_dtype))
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return SDXLModel(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder,
+                     text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer, tokenizer_2=pipe.tokenizer_2,
+                     source=str(model), offloaded=offload)
+
+
+def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files_only):
+    if local and path.is_file():
+        if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+            raise ModelError(f"{path}: a single-file checkpoint must be .safetensors or .ckpt")
+        return cls.from_single_file(str(path), torch_dtype=dt)
+    return cls.from_pretrained(str(model), torch_dtype=dt, variant=variant,
+                               local_files_only=local if local_files_only is None else local_files_only)
+
+
+def load_vae(vae: str | os.PathLike, *, dtype: str = "fp16"):
+    from diffusers import AutoencoderKL
+
+    path = Path(vae)
+    try:
+        if path.is_file():
+            return AutoencoderKL.from_single_file(str(path), torch_dtype=torch_dtype(dtype))
+        return AutoencoderKL.from_pretrained(str(vae), torch_dtype=torch_dtype(dtype), local_files_only=path.exists())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a VAE from {vae}: {exc}") from None
+
+
+# --- the offline test model ----------------------------------------------------------------
+
+# The middle block takes the last block's transformer depth, as in diffusers (SDXL: 10).
+TINY = dict(blocks=(32, 64, 64), layers=1, depth=(1, 1, 1), head_dim=8, te=(32, 64), te_layers=2)
+SMALL = dict(blocks=(64, 128, 128), layers=2, depth=(1, 2, 10), head_dim=64, te=(64, 128), te_layers=4)
+
+
+def build_tiny_sdxl(folder: str | os.PathLike, *, seed: int = 0, size: str = "tiny") -> Path:
+    """Write a random-weight SDXL-shaped pipeline in the diffusers layout.
+
+    ``tiny`` runs a whole render on a CPU in seconds; ``small`` has SDXL's real block layout
+    (transformer depths 1, 2, 10 and a depth-10 middle, head dim 64: SDXL's 70 cross-attention
+    layers) for realistic benchmarks. The VAE downsamples by 8, as SDXL's. Both text encoders
+    use CLIP's real vocabulary, so the offline CLIP tokenizer's ids are meaningful to them.
+    """
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from ...tokenize import write_tokenizer_folder
+
+    spec = {"tiny": TINY, "small": SMALL}.get(size)
+    if spec is None:
+        raise ModelError(f"size must be 'tiny' or 'small', not {size!r}")
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    te1, te2 = spec["te"]
+    time_dim = 8 if size == "tiny" else 256
+
+    def text_config(hidden: int) -> CLIPTextConfig:
+        return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=hidden * 2,
+                              num_hidden_layers=spec["te_layers"], num_attention_heads=4, max_position_embeddings=77,
+                              projection_dim=hidden, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+                              hidden_act="quick_gelu")
+
+    text_encoder = CLIPTextModel(text_config(te1))
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(te2))
+    blocks = spec["blocks"]
+    unet = UNet2DConditionModel(
+        sample_size=128, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=blocks, layers_per_block=spec["layers"],
+        transformer_layers_per_block=spec["depth"], attention_head_dim=tuple(c // spec["head_dim"] for c in blocks),
+        cross_attention_dim=te1 + te2, use_linear_projection=True, norm_num_groups=32,
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + te2,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 32, 32), scaling_factor=0.13025, sample_size=128,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading")
+    write_tokenizer_folder(folder / "tokenizer")
+    write_tokenizer_folder(folder / "tokenizer_2", pad="zero")
+    pipe = _pipeline_class()(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"),
+        unet=unet, scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
