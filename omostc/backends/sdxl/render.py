@@ -1,0 +1,155 @@
+"""The SDXL regional-attention backend: IR + options + seeds -> images.
+
+Small steps, each a function: encode the text once, build the initial latent, denoise with
+classifier-free guidance in one UNet call per step, decode, optionally hi-res fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ...ir import SceneIR
+from ...sampler import DiscreteSchedule, sample_dpmpp_2m
+from ..base import RenderOptions
+from .attention import RegionPlan, RegionalAttention, padded
+from .encode import Conditioning, SDXLTextEncoder
+from .models import SDXLModel
+
+HIGHRES_EPS = 0.05  # Omost's app treats a scale within this of 1 as off
+
+
+class RenderError(ValueError):
+    pass
+
+
+@dataclass
+class UNetInputs:
+    """The UNet conditioning of a batch of ``images`` (rows: negatives, then positives)."""
+
+    encoder_hidden_states: torch.Tensor  # (2n, T_pad, 2048)
+    text_embeds: torch.Tensor  # (2n, pooled_dim)
+    time_ids: torch.Tensor  # (2n, 6)
+
+
+def unet_inputs(cond: Conditioning, images: int, height: int, width: int, device, dtype) -> UNetInputs:
+    positive = torch.cat(cond.layers, dim=0)
+    t = positive.shape[0]
+    enc = torch.zeros(2 * images, padded(max(t, cond.negative.shape[0])), positive.shape[-1], device=device, dtype=dtype)
+    enc[:images, : cond.negative.shape[0]] = cond.negative.to(device, dtype)
+    enc[images:, :t] = positive.to(device, dtype)
+    pooled = torch.stack([cond.negative_pooled] * images + [cond.pooled] * images).to(device, dtype)
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=dtype).repeat(2 * images, 1)
+    return UNetInputs(enc, pooled, time_ids)
+
+
+def to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
+    """Omost's conversion: x * 127.5 + 127.5, clipped, truncated to uint8."""
+    out = pixels.movedim(1, -1) * 127.5 + 127.5
+    return list(out.detach().float().cpu().numpy().clip(0, 255).astype(np.uint8))
+
+
+class SDXLRegionalBackend:
+    """Regional prompting on SDXL through attention-score manipulation (Omost's method)."""
+
+    name = "sdxl-regional"
+
+    def __init__(self, model: SDXLModel, processor: str = "fast"):
+        self.model = model
+        self.encoder = SDXLTextEncoder(model)
+        self.attention = RegionalAttention(model.unet, processor)
+        self.schedule = DiscreteSchedule()
+
+    @property
+    def tokenizer(self):
+        """Lower scenes with this tokenizer so bags match what the text encoders read."""
+        return self.encoder.tok1
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.model.vae.config.block_out_channels) - 1)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        vae = self.model.vae
+        latent = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+        return latent * vae.config.scaling_factor
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+        vae = self.model.vae
+        return to_uint8(vae.decode(latents.to(vae.device, vae.dtype) / vae.config.scaling_factor).sample)
+
+    def denoiser(self, inputs: UNetInputs, cfg: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        unet = self.model.unet
+
+        def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            x_in = x / (sigma ** 2 + 1) ** 0.5
+            t = self.schedule.timestep(sigma.float().cpu()).to(x.device)
+            eps = unet(torch.cat([x_in, x_in]).to(unet.dtype), t, encoder_hidden_states=inputs.encoder_hidden_states,
+                       added_cond_kwargs={"text_embeds": inputs.text_embeds, "time_ids": inputs.time_ids},
+                       return_dict=False)[0].to(x.dtype)
+            eps_negative, eps_positive = eps.chunk(2)
+            return x - (eps_negative + cfg * (eps_positive - eps_negative)) * sigma
+
+        return model
+
+    @torch.inference_mode()
+    def sample(self, ir: SceneIR, cond: Conditioning, initial: torch.Tensor, generators: list[torch.Generator],
+               steps: int, strength: float, cfg: float, progress=None) -> torch.Tensor:
+        unet = self.model.unet
+        n, _, lh, lw = initial.shape
+        sigmas = self.schedule.sigmas_for(steps, strength).to(unet.device)
+        noise = torch.cat([torch.randn((1, *initial.shape[1:]), generator=g, device=g.device, dtype=unet.dtype)
+                           for g in generators]).to(unet.device)
+        latents = initial.to(noise) + noise * sigmas[0].to(noise)
+        inputs = unet_inputs(cond, n, lh * self.vae_scale, lw * self.vae_scale, unet.device, unet.dtype)
+        plan = RegionPlan.build(ir, [c.shape[0] for c in cond.layers], lh, lw, n)
+        with self.attention.active(plan):
+            return sample_dpmpp_2m(self.denoiser(inputs, cfg), latents, sigmas, callback=progress)
+
+    # --- the whole render -----------------------------------------------------------------
+
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
+        """One image per seed. Each seed is its own batch, so an image depends on its seed alone,
+        not on which other seeds share the call; the text is encoded once for all of them."""
+        if options.sampler != "omost":
+            raise RenderError(f"sampler {options.sampler!r} is not available in this backend yet; use 'omost'")
+        if ir.tokenizer != self.tokenizer.name:
+            raise RenderError(f"the IR was lowered with tokenizer {ir.tokenizer!r}; lower it with this model's "
+                              f"({self.tokenizer.name!r}) so its bags fit the text encoders")
+        o = options.snapped()
+        cond = self.encoder.encode(ir, o.negative_prompt, o.pooled)
+        initial, strength = self.initial_latent(ir, o)
+        images = []
+        for seed in seeds:
+            generator = torch.Generator(device=self.model.unet.device).manual_seed(int(seed))
+            latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress)
+            pixels = self.decode(latents)
+            if o.highres.scale > 1.0 + HIGHRES_EPS:
+                pixels = self.highres_fix(ir, cond, pixels, [generator], o, progress)
+            images.append(Image.fromarray(pixels[0]))
+        return images
+
+    def initial_latent(self, ir: SceneIR, o: RenderOptions) -> tuple[torch.Tensor, float]:
+        """Zeros (Omost's default), or the VAE-encoded blurred colour sketch with its strength."""
+        if o.sketch_strength is not None:
+            sketch = torch.from_numpy(ir.initial_image(o.height, o.width))[None]
+            return self.encode_image(sketch).float(), o.sketch_strength
+        size = (1, 4, o.height // self.vae_scale, o.width // self.vae_scale)
+        return torch.zeros(size, device=self.model.unet.device, dtype=torch.float32), 1.0
+
+    def highres_fix(self, ir, cond, pixels, generators, o: RenderOptions, progress=None) -> list[np.ndarray]:
+        h, w = pixels[0].shape[:2]
+        tw, th = int(round(w * o.highres.scale / 64.0) * 64), int(round(h * o.highres.scale / 64.0) * 64)
+        resized = [np.array(Image.fromarray(p).resize((tw, th), Image.LANCZOS)) for p in pixels]
+        batch = torch.from_numpy(np.stack(resized)).float() / 127.5 - 1.0
+        latents = self.encode_image(batch.movedim(-1, 1))
+        latents = self.sample(ir, cond, latents.float(), generators, o.highres.steps, o.highres.denoise, o.cfg, progress)
+        return self.decode(latents)
