@@ -203,5 +203,116 @@ def schema(output: str | None) -> None:
         click.echo(schema_json(), nl=False)
 
 
+def _default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option("--model", help="SDXL: hub id, diffusers folder, or single .safetensors file.")
+@click.option("-o", "--out", "out_dir", default="renders", show_default=True, type=click.Path(file_okay=False),
+              help="Images go to OUT/<spec name>/<seed>.png.")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default: the spec's, else 12345.")
+@click.option("--images", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Images per spec, seeds counting up from the first.")
+@click.option("--width", type=click.IntRange(64, 8192))
+@click.option("--height", type=click.IntRange(64, 8192))
+@click.option("--steps", type=click.IntRange(1, 1000))
+@click.option("--cfg", type=float)
+@click.option("--negative-prompt")
+@click.option("--sketch-strength", type=click.FloatRange(0.01, 1.0),
+              help="Start from the colour sketch, denoising this much (0.95 to 0.99 work well).")
+@click.option("--highres-scale", type=click.FloatRange(1.0, 8.0))
+@click.option("--highres-steps", type=click.IntRange(1, 1000))
+@click.option("--highres-denoise", type=click.FloatRange(0.01, 1.0))
+@click.option("--pooled", type=click.Choice(["omost", "projected"]), help="Pooled text embedding (default: Omost's).")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: fp16 on a GPU, fp32 on a CPU.")
+@click.option("--device", help="cuda, cpu or mps (default: the best there is).")
+@click.option("--vae", help="Override the VAE (hub id, folder or single file).")
+@click.option("--offload", is_flag=True, help="Keep components on the CPU until they run (8 GB cards).")
+@click.option("--processor", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
+              help="Regional attention: fused, or Omost's literal formula.")
+@click.option("--from-png", "from_png", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Re-render an omostc PNG exactly from its embedded spec and settings.")
+@click.option("-q", "--quiet", is_flag=True)
+def render(specs, model, out_dir, seeds, images, width, height, steps, cfg, negative_prompt, sketch_strength,
+           highres_scale, highres_steps, highres_denoise, pooled, dtype, device, vae, offload, processor,
+           from_png, quiet) -> None:
+    """Render scene specs (or Canvas code) to PNGs with regional prompting on SDXL."""
+    from .api import render_scene
+    from .backends.base import resolve_options
+    from .backends.sdxl.models import load_sdxl
+    from .backends.sdxl.render import SDXLRegionalBackend
+    from .outputs import read_provenance
+
+    if not specs and not from_png:
+        raise click.UsageError("give spec files, or --from-png images")
+    jobs = []  # (name, scene, options, seeds, model)
+    overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
+                     sketch_strength=sketch_strength, pooled=pooled, highres_scale=highres_scale,
+                     highres_steps=highres_steps, highres_denoise=highres_denoise)
+    for png in from_png:
+        scene, options, seed, png_model = read_provenance(png)
+        jobs.append((Path(png).parent.name or Path(png).stem, scene, options, [seed], model or png_model))
+    if specs and not model:
+        raise click.UsageError("--model is required to render specs")
+    failed: list[str] = []
+    for item in specs:
+        try:
+            scene, warnings = load_scene(item)
+        except OmostcError as exc:
+            _print_diagnostics(getattr(exc, "diagnostics", []) or [])
+            failed.append(item)
+            continue
+        _print_diagnostics(warnings, quiet)
+        first = seeds[0] if seeds else (scene.render.seed if scene.render and scene.render.seed is not None else 12345)
+        item_seeds = list(seeds) if len(seeds) > 1 else [first + i for i in range(images)]
+        jobs.append((Path(item).stem, scene, resolve_options(scene.render, overrides), item_seeds, model))
+    device = device or _default_device()
+    backends: dict[str, SDXLRegionalBackend] = {}
+    for name, scene, options, job_seeds, job_model in jobs:
+        try:
+            if job_model not in backends:
+                backends[job_model] = SDXLRegionalBackend(
+                    load_sdxl(job_model, dtype=dtype or ("fp32" if device == "cpu" else "fp16"), device=device,
+                              vae=vae, offload=offload), processor)
+            for seed, data in render_scene(backends[job_model], scene, options, job_seeds, job_model):
+                target = Path(out_dir) / name / f"{seed}.png"
+                write_bytes_atomic(target, data)
+                if not quiet:
+                    click.echo(f"{name} seed {seed} -> {target}", err=True)
+        except (OmostcError, ValueError, OSError) as exc:
+            click.echo(f"{name}: error: {exc}", err=True)
+            failed.append(name)
+    if failed:
+        click.echo(f"\n{len(failed)} of {len(specs) + len(from_png)} items failed:", err=True)
+        for item in failed:
+            click.echo(f"  {item}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def dev() -> None:
+    """Developer tools."""
+
+
+@dev.command("tiny-sdxl")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=click.Choice(["tiny", "small"]), default="tiny", show_default=True,
+              help="tiny: seconds per render on a CPU; small: SDXL's block layout, for benchmarks.")
+def tiny_sdxl(folder: str, seed: int, size: str) -> None:
+    """Write a random-weight SDXL-shaped model (diffusers layout) for tests and benchmarks."""
+    from .backends.sdxl.models import build_tiny_sdxl
+
+    click.echo(str(build_tiny_sdxl(folder, seed=seed, size=size)))
+
+
 if __name__ == "__main__":
     main()

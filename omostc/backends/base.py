@@ -46,3 +46,24 @@ class Backend(Protocol):
     def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int]):
         """One PIL image per seed."""
         ...
+
+
+def resolve_options(spec_render, overrides: dict | None = None, base: RenderOptions | None = None) -> RenderOptions:
+    """Settings by precedence: ``overrides`` (command line) > the spec's ``render:`` block > ``base``
+    (a profile, else Omost's defaults). ``None`` values never override."""
+    from dataclasses import replace
+
+    options = base or RenderOptions()
+    if spec_render is not None:
+        fields = {k: getattr(spec_render, k) for k in ("width", "height", "steps", "cfg", "negative_prompt")}
+        options = replace(options, **{k: v for k, v in fields.items() if v is not None})
+        if spec_render.highres is not None:
+            h = spec_render.highres
+            options = replace(options, highres=replace(options.highres, **{
+                k: v for k, v in (("scale", h.scale), ("steps", h.steps), ("denoise", h.denoise)) if v is not None}))
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    highres = {k[len("highres_"):]: overrides.pop(k) for k in list(overrides) if k.startswith("highres_")}
+    options = replace(options, **overrides)
+    if highres:
+        options = replace(options, highres=replace(options.highres, **highres))
+    return options

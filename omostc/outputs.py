@@ -1,0 +1,66 @@
+"""Rendered PNGs that carry their provenance, so any image can be re-rendered exactly.
+
+Text chunks: ``omostc.spec`` (the scene spec, YAML), ``omostc.render`` (settings, seed, model,
+as JSON), and an A1111-style ``parameters`` chunk that common image tools show.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from . import __version__
+from .backends.base import HighResFix, RenderOptions
+from .diagnostics import OmostcError
+from .spec import Scene
+from .yamlio import dumps_spec, loads_spec
+
+SPEC_KEY = "omostc.spec"
+RENDER_KEY = "omostc.render"
+
+
+class ProvenanceError(OmostcError):
+    pass
+
+
+def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, model: str) -> str:
+    prompt = "; ".join([scene.global_description.description, *(r.description for r in scene.regions)])
+    fields = [f"Steps: {options.steps}", "Sampler: DPM++ 2M Karras" if options.sampler == "omost" else
+              f"Sampler: {options.sampler}", f"CFG scale: {options.cfg}", f"Seed: {seed}",
+              f"Size: {options.width}x{options.height}", f"Model: {model}"]
+    if options.highres.scale > 1.0:
+        fields += [f"Hires upscale: {options.highres.scale}", f"Hires steps: {options.highres.steps}",
+                   f"Denoising strength: {options.highres.denoise}"]
+    fields.append(f"Version: omostc {__version__}")
+    return f"{prompt}\nNegative prompt: {options.negative_prompt}\n" + ", ".join(fields)
+
+
+def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: int, model: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(SPEC_KEY, dumps_spec(scene, schema_ref=None))
+    info.add_itxt(RENDER_KEY, json.dumps({"seed": seed, "model": model, "options": asdict(options),
+                                          "omostc": __version__}, sort_keys=True))
+    info.add_itxt("parameters", a1111_parameters(scene, options, seed, model))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def read_provenance(path) -> tuple[Scene, RenderOptions, int, str]:
+    """(scene, options, seed, model) from a PNG that omostc wrote."""
+    try:
+        with Image.open(path) as im:
+            text: dict[str, Any] = dict(im.text)
+    except OSError as exc:
+        raise ProvenanceError(f"{path}: cannot read the image: {exc}") from None
+    if SPEC_KEY not in text or RENDER_KEY not in text:
+        raise ProvenanceError(f"{path}: no omostc provenance in this PNG (was it written by omostc render?)")
+    scene = loads_spec(text[SPEC_KEY], file=f"{path}:{SPEC_KEY}")
+    data = json.loads(text[RENDER_KEY])
+    opts = dict(data["options"])
+    opts["highres"] = HighResFix(**opts.get("highres", {}))
+    return scene, RenderOptions(**opts), int(data["seed"]), str(data["model"])
