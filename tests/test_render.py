@@ -1,0 +1,162 @@
+"""End to end on the offline SDXL-shaped model: loading, encoding, sampling, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is a dev dependency")
+pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
+
+from click.testing import CliRunner  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from omostc import load_spec, lower  # noqa: E402
+from omostc.backends.base import HighResFix, RenderOptions, resolve_options  # noqa: E402
+from omostc.backends.sdxl.models import ModelError, load_sdxl  # noqa: E402
+from omostc.backends.sdxl.render import RenderError, SDXLRegionalBackend  # noqa: E402
+from omostc.cli import main  # noqa: E402
+from omostc.outputs import read_provenance  # noqa: E402
+from omostc.sampler import DiscreteSchedule  # noqa: E402
+from omostc.spec import RenderSettings  # noqa: E402
+
+from conftest import REPO  # noqa: E402
+
+SMALL = RenderOptions(width=128, height=128, steps=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-sdxl")
+    result = CliRunner().invoke(main, ["dev", "tiny-sdxl", str(folder), "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture(scope="session")
+def backend(tiny_model_dir):
+    return SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def dragon_ir(backend):
+    return lower(load_spec(REPO / "specs" / "dragon.yaml"), backend.tokenizer)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image).astype(np.int16)
+
+
+def test_tiny_model_has_the_diffusers_layout(tiny_model_dir):
+    index = json.loads((tiny_model_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        assert (tiny_model_dir / part / "config.json").is_file()
+        assert list((tiny_model_dir / part).glob("*.safetensors"))
+    assert (tiny_model_dir / "tokenizer_2" / "vocab.json").is_file()
+    unet = json.loads((tiny_model_dir / "unet" / "config.json").read_text())
+    assert unet["addition_embed_type"] == "text_time" and unet["cross_attention_dim"] == 96
+
+
+def test_loading_errors_are_clear(tmp_path):
+    with pytest.raises(ModelError, match="cannot load SDXL"):
+        load_sdxl(tmp_path, dtype="fp32", device="cpu")
+    bad = tmp_path / "model.bin"
+    bad.write_bytes(b"x")
+    with pytest.raises(ModelError, match="single-file checkpoint must be"):
+        load_sdxl(bad, dtype="fp32", device="cpu")
+    with pytest.raises(ModelError, match="dtype must be"):
+        load_sdxl(tmp_path, dtype="fp64", device="cpu")
+
+
+def test_same_seed_same_bytes_and_seeds_differ(backend, dragon_ir):
+    a, b = backend.render(dragon_ir, SMALL, [1, 2])
+    (a2,) = backend.render(dragon_ir, SMALL, [1])
+    assert a.size == (128, 128) and a.mode == "RGB"
+    assert np.array_equal(pixels(a), pixels(a2))
+    assert not np.array_equal(pixels(a), pixels(b))
+
+
+def test_fast_and_reference_processors_render_the_same_image(tiny_model_dir, backend, dragon_ir):
+    reference = SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"), processor="reference")
+    (fast,) = backend.render(dragon_ir, SMALL, [5])
+    (ref,) = reference.render(dragon_ir, SMALL, [5])
+    assert np.abs(pixels(fast) - pixels(ref)).max() <= 2
+
+
+def test_text_is_encoded_once_per_distinct_chunk(backend, dragon_ir):
+    cond = backend.encoder.encode(dragon_ir, "lowres")
+    misses = backend.encoder.cache.misses
+    again = backend.encoder.encode(dragon_ir, "lowres")
+    assert backend.encoder.cache.misses == misses
+    assert all(torch.equal(x, y) for x, y in zip(cond.layers, again.layers))
+    assert [c.shape for c in cond.layers] == [(77 * len(layer.bags), 96) for layer in dragon_ir.layers]
+
+
+def test_encoding_is_the_penultimate_states_of_both_encoders(backend, dragon_ir):
+    m = backend.model
+    cond = backend.encoder.encode(dragon_ir, "lowres")
+    (ids1, ids2), *_ = backend.encoder.layer_chunks(dragon_ir)[0]
+    with torch.no_grad():
+        h1 = m.text_encoder(torch.tensor([ids1]), output_hidden_states=True).hidden_states[-2][0]
+        out2 = m.text_encoder_2.text_model(torch.tensor([ids2]), output_hidden_states=True)
+    torch.testing.assert_close(cond.layers[0][:77], torch.cat([h1, out2.hidden_states[-2][0]], dim=-1))
+    torch.testing.assert_close(cond.pooled, out2.pooler_output[0])
+    projected = backend.encoder.encode(dragon_ir, "lowres", pooled="projected")
+    torch.testing.assert_close(projected.pooled, m.text_encoder_2.text_projection(out2.pooler_output)[0])
+    assert ids2[-1] == 0 and ids1[-1] == 49407  # each tokenizer's own padding
+
+
+def test_sketch_start_and_highres_fix(backend, dragon_ir):
+    (tall,) = backend.render(dragon_ir, RenderOptions(width=128, height=200, steps=2, sketch_strength=0.97), [1])
+    assert tall.size == (128, 192)  # rounded down to multiples of 64, as Omost does
+    (big,) = backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=2,
+                                                     highres=HighResFix(scale=1.5, steps=2, denoise=0.4)), [1])
+    assert big.size == (192, 192)
+
+
+def test_ir_from_another_tokenizer_is_refused(backend):
+    ir = lower(load_spec(REPO / "specs" / "dragon.yaml"))  # the offline tokenizer
+    with pytest.raises(RenderError, match="lower it with this model's"):
+        backend.render(ir, SMALL, [1])
+
+
+def test_settings_precedence():
+    spec = RenderSettings(width=512, steps=30, cfg=None)
+    options = resolve_options(spec, {"steps": 10, "cfg": None, "highres_scale": 1.5})
+    assert (options.width, options.steps, options.cfg, options.highres.scale) == (512, 10, 5.0, 1.5)
+    assert resolve_options(None).height == 1152
+
+
+def test_cli_render_writes_pngs_with_provenance_and_rerenders_exactly(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\n")
+    out = tmp_path / "out"
+    args = ["render", str(REPO / "specs" / "tides-bbox.yaml"), str(bad), "--model", str(tiny_model_dir), "-o",
+            str(out), "--width", "128", "--height", "128", "--steps", "2", "--images", "2", "--device", "cpu", "-q"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "bad.yaml" in res.stderr
+    first, second = out / "tides-bbox" / "12345.png", out / "tides-bbox" / "12346.png"
+    assert first.is_file() and second.is_file()
+    scene, options, seed, model = read_provenance(first)
+    assert scene == load_spec(REPO / "specs" / "tides-bbox.yaml") and seed == 12345 and options.steps == 2
+    params = Image.open(first).text["parameters"]
+    assert "Negative prompt: lowres" in params and "Seed: 12345" in params and "Steps: 2" in params
+    again = tmp_path / "again"
+    res = CliRunner().invoke(main, ["render", "--from-png", str(first), "-o", str(again), "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert (again / "tides-bbox" / "12345.png").read_bytes() == first.read_bytes()
+
+
+def test_schedule_is_omosts():
+    s = DiscreteSchedule()
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    acp = np.cumprod(1 - betas).astype(np.float32)
+    np.testing.assert_allclose(s.sigmas.numpy(), ((1 - acp) / acp) ** 0.5, rtol=1e-6)
+    sig = s.sigmas_for(25)
+    assert len(sig) == 26 and sig[-1] == 0 and abs(sig[0].item() - s.sigma_max.item()) < 1e-4
+    karras = s.karras(int(25 / 0.4))
+    torch.testing.assert_close(s.sigmas_for(25, 0.4), karras[-26:])
+    assert s.timestep(s.sigmas[[0, 500, 999]]).tolist() == [0, 500, 999]
