@@ -11,6 +11,7 @@ pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 from diffusers.models.attention_processor import Attention  # noqa: E402
 
 from omostc import compile_canvas, load_spec, lower  # noqa: E402
+from omostc.backends.sdxl import attention  # noqa: E402
 from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, latent_resolutions, padded  # noqa: E402
 
 from conftest import REPO  # noqa: E402
@@ -67,10 +68,13 @@ def relative_error(a, b) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+@pytest.mark.parametrize("grouped", [True, False], ids=["pixel-groups", "dense-mask"])
 @pytest.mark.parametrize("n_regions", [1, 2, 5, 13, 40])
 @pytest.mark.parametrize("latent, level", [((13, 17), (13, 17)), ((13, 17), (7, 9)), ((64, 64), (32, 32)),
                                            ((9, 11), (3, 3)), ((144, 112), (36, 28))])
-def test_fast_equals_reference_on_random_inputs(n_regions, latent, level):
+def test_fast_equals_reference_on_random_inputs(n_regions, latent, level, grouped, monkeypatch):
+    monkeypatch.setattr(attention, "MAX_GROUPS", 10_000 if grouped else 0)
+    monkeypatch.setattr(attention, "MIN_SAVING", -1.0 if grouped else 2.0)
     ir = random_ir(n_regions, seed=n_regions + level[0])
     fast = run(ir, 32, latent, level, 2, "fast")
     reference = run(ir, 32, latent, level, 2, "reference")

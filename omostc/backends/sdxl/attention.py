@@ -59,7 +59,7 @@ class RegionPlan:
     latent_width: int
     images: int  # batch = [negative x images, positive x images]
     version: int = 0
-    _per_resolution: dict = field(default_factory=dict, repr=False)
+    _per_resolution: dict = field(default_factory=dict, repr=False)  # sequence length -> ResolutionPlan
 
     @classmethod
     def build(cls, ir: SceneIR, layer_tokens: list[int], latent_height: int, latent_width: int, images: int):
@@ -92,39 +92,77 @@ class RegionPlan:
                   for layer in self.ir.layers]
         return np.stack(values)
 
-    def masks_and_scales(self, sequence_length: int, device, dtype):
-        """(mask (2, 1, N, T_pad), scale (T_pad,)) for this resolution, built once per render.
-
-        Row 0 of the mask is the negative half's, row 1 the positive half's; the mask is boolean
-        for hard masks and additive (0 / log value / -inf) otherwise."""
-        key = (sequence_length, device, dtype)
-        if key in self._per_resolution:
-            return self._per_resolution[key]
-        h, w = self.resolution(sequence_length)
-        n, t, tp = h * w, self.tokens, self.padded_tokens
-        values = torch.from_numpy(self.layer_masks(h, w)).to(device)  # (L, N)
-        unweighted = torch.from_numpy(np.stack([layer.mask(h, w).astype(np.float32).reshape(-1)
-                                                for layer in self.ir.layers])).to(device)
-        area = unweighted.sum(dim=1)
-        area = torch.where(area > 0, area, torch.ones_like(area))  # a zero-area layer is masked out anyway
-        scale = torch.ones(tp, device=device, dtype=torch.float32)
-        layer_of = self.token_layer.to(device)
-        scale[:t] = (n / area)[layer_of]
-        per_token = values[layer_of].T  # (N, T)
-        if self.soft:
-            positive = torch.full((n, tp), -math.inf, device=device, dtype=torch.float32)
-            positive[:, :t] = torch.where(per_token > 0, per_token.clamp(min=1e-30).log(), -math.inf)
-            negative = torch.full((n, tp), -math.inf, device=device, dtype=torch.float32)
-            negative[:, :NEGATIVE_TOKENS] = 0.0
-            mask = torch.stack([negative, positive])[:, None].to(dtype)
-        else:
-            positive = torch.zeros((n, tp), device=device, dtype=torch.bool)
-            positive[:, :t] = per_token > 0.5
-            negative = torch.zeros((n, tp), device=device, dtype=torch.bool)
-            negative[:, :NEGATIVE_TOKENS] = True
-            mask = torch.stack([negative, positive])[:, None]
-        self._per_resolution[key] = (mask, scale.to(dtype))
+    def at_resolution(self, sequence_length: int, device, dtype) -> "ResolutionPlan":
+        """Masks, scales and pixel groups for one UNet level, built once per render."""
+        key = (sequence_length, str(device), dtype)
+        if key not in self._per_resolution:
+            self._per_resolution[key] = ResolutionPlan.build(self, *self.resolution(sequence_length), device, dtype)
         return self._per_resolution[key]
+
+
+@dataclass
+class ResolutionPlan:
+    """The positive half's attention pattern at one resolution.
+
+    ``scale`` (T_pad,) is s_j per token (1 on padding). With hard masks the pixels are grouped
+    by the set of layers covering them: each group attends exactly its layers' tokens, so no
+    mask is needed and masked-out pairs cost nothing. Otherwise (soft edges, weights, or too
+    many groups to pay off) ``mask`` is a dense (1, 1, N, T_pad) boolean or additive mask."""
+
+    scale: torch.Tensor
+    groups: list[tuple[int, torch.Tensor]] | None  # (pixel count, token indices), in ``order``
+    mask: torch.Tensor | None
+    order: torch.Tensor | None = None  # pixel permutation that makes every group contiguous
+    inverse: torch.Tensor | None = None  # its inverse
+
+    @classmethod
+    def build(cls, plan: RegionPlan, h: int, w: int, device, dtype) -> "ResolutionPlan":
+        n, t, tp = h * w, plan.tokens, plan.padded_tokens
+        unweighted = np.stack([layer.mask(h, w).astype(np.float32).reshape(-1) for layer in plan.ir.layers])
+        area = unweighted.sum(axis=1)
+        area = np.where(area > 0, area, 1.0)  # a zero-area layer is masked out anyway
+        layer_of = plan.token_layer.numpy()
+        scale = np.ones(tp, dtype=np.float32)
+        scale[:t] = (n / area)[layer_of]
+        scale_t = torch.from_numpy(scale).to(device, dtype)
+        if not plan.soft:
+            groups = _coverage_groups(unweighted > 0.5, layer_of, t)
+            if groups is not None:
+                order = torch.cat([px for px, _ in groups])
+                return cls(scale_t, [(len(px), tok.to(device)) for px, tok in groups], None,
+                           order=order.to(device), inverse=torch.argsort(order).to(device))
+        values = unweighted * np.array([[layer.weight] for layer in plan.ir.layers], dtype=np.float32)
+        per_token = torch.from_numpy(values[layer_of].T.copy()).to(device)  # (N, T)
+        if plan.soft:
+            mask = torch.full((n, tp), -math.inf, device=device, dtype=torch.float32)
+            mask[:, :t] = torch.where(per_token > 0, per_token.clamp(min=1e-30).log(), -math.inf)
+            mask = mask.to(dtype)
+        else:
+            mask = torch.zeros((n, tp), device=device, dtype=torch.bool)
+            mask[:, :t] = per_token > 0.5
+        return cls(scale_t, None, mask[None, None])
+
+
+MAX_GROUPS = 24
+MIN_SAVING = 0.15
+
+
+def _coverage_groups(covered: np.ndarray, layer_of: np.ndarray, tokens: int):
+    """Pixels grouped by the set of layers covering them, with each group's token indices;
+    None when grouping would not save MIN_SAVING of the dense work, or makes too many groups."""
+    signatures, inverse = np.unique(covered.T, axis=0, return_inverse=True)  # (groups, layers)
+    if len(signatures) > MAX_GROUPS:
+        return None
+    token_ranges = [np.flatnonzero(layer_of == layer) for layer in range(covered.shape[0])]
+    groups, work = [], 0
+    for g, signature in enumerate(signatures):
+        pixels = np.flatnonzero(inverse.reshape(-1) == g)
+        toks = np.concatenate([token_ranges[layer] for layer in np.flatnonzero(signature)])
+        work += len(pixels) * len(toks)
+        groups.append((torch.from_numpy(pixels), torch.from_numpy(toks)))
+    if work > (1 - MIN_SAVING) * covered.shape[1] * tokens:
+        return None
+    return groups
 
 
 class RegionalAttention:
@@ -175,7 +213,7 @@ class RegionalAttnProcessor:
 
     def __init__(self, owner: RegionalAttention):
         self.owner = owner
-        self._kv: tuple | None = None  # (render version, keys, values) for this layer
+        self._kv: tuple | None = None  # (render version, sequence length, projected keys and values)
         self._plain = None
 
     def _plain_attention(self, attn, hidden_states, encoder_hidden_states, attention_mask):
@@ -184,29 +222,49 @@ class RegionalAttnProcessor:
         self._plain = self._plain or AttnProcessor2_0()
         return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask)
 
-    def _keys_values(self, attn, encoder_hidden_states: torch.Tensor, plan: RegionPlan, scale: torch.Tensor):
-        if self._kv is not None and self._kv[0] == plan.version:
-            return self._kv[1], self._kv[2]
+    def _keys_values(self, attn, encoder_hidden_states: torch.Tensor, plan: RegionPlan, res: "ResolutionPlan",
+                     sequence_length: int):
+        """Projected once per render and layer: the negative half's 77 keys and values, the
+        positive half's keys scaled by s_j (and, with pixel groups, each group's gathered)."""
+        if self._kv is not None and self._kv[:2] == (plan.version, sequence_length):
+            return self._kv[2]
         n = plan.images
-        rows = encoder_hidden_states[:: n][:2]  # one negative row, one positive row
-        k, v = attn.to_k(rows), attn.to_v(rows)
-        k = torch.stack([k[0], k[1] * scale[:, None]])  # s_j folded into the positive keys
-        k = _heads(k, attn.heads).repeat_interleave(n, dim=0)
-        v = _heads(v, attn.heads).repeat_interleave(n, dim=0)
-        self._kv = (plan.version, k, v)
-        return k, v
+        negative, positive = encoder_hidden_states[0, :NEGATIVE_TOKENS], encoder_hidden_states[n]
+        neg_k, neg_v = (_heads(f(negative)[None], attn.heads) for f in (attn.to_k, attn.to_v))
+        pos_k = _heads((attn.to_k(positive) * res.scale[:, None])[None], attn.heads)
+        pos_v = _heads(attn.to_v(positive)[None], attn.heads)
+        if res.groups is not None:
+            pos = [(count, pos_k[:, :, tok], pos_v[:, :, tok]) for count, tok in res.groups]
+        else:
+            pos = (pos_k, pos_v)
+        self._kv = (plan.version, sequence_length, (neg_k, neg_v, pos))
+        return self._kv[2]
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         plan = self.owner.plan
         if plan is None or encoder_hidden_states is None or hidden_states.ndim != 3:
             return self._plain_attention(attn, hidden_states, encoder_hidden_states, attention_mask)
         residual = hidden_states
-        mask, scale = plan.masks_and_scales(hidden_states.shape[1], hidden_states.device, hidden_states.dtype)
-        k, v = self._keys_values(attn, encoder_hidden_states, plan, scale)
-        q = _heads(attn.to_q(hidden_states), attn.heads)
-        full_mask = mask.repeat_interleave(plan.images, dim=0)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=full_mask, scale=attn.scale)
-        return _finish(attn, _merge(out).to(q.dtype), residual)
+        n, length = plan.images, hidden_states.shape[1]
+        res = plan.at_resolution(length, hidden_states.device, hidden_states.dtype)
+        neg_k, neg_v, pos = self._keys_values(attn, encoder_hidden_states, plan, res, length)
+        q_neg = _heads(attn.to_q(hidden_states[:n]), attn.heads)
+        out_neg = _merge(F.scaled_dot_product_attention(q_neg, neg_k.expand(n, -1, -1, -1),
+                                                        neg_v.expand(n, -1, -1, -1), scale=attn.scale))
+        if res.groups is not None:  # pixels reordered so each group is one contiguous run
+            q_pos = _heads(attn.to_q(hidden_states[n:].index_select(1, res.order)), attn.heads)
+            outs, start = [], 0
+            for count, k, v in pos:
+                outs.append(F.scaled_dot_product_attention(q_pos[:, :, start:start + count], k.expand(n, -1, -1, -1),
+                                                           v.expand(n, -1, -1, -1), scale=attn.scale))
+                start += count
+            out_pos = _merge(torch.cat(outs, dim=2)).index_select(1, res.inverse)
+        else:
+            k, v = pos
+            q_pos = _heads(attn.to_q(hidden_states[n:]), attn.heads)
+            out_pos = _merge(F.scaled_dot_product_attention(q_pos, k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1),
+                                                            attn_mask=res.mask, scale=attn.scale))
+        return _finish(attn, torch.cat([out_neg, out_pos]).to(hidden_states.dtype), residual)
 
 
 class OmostReferenceProcessor:

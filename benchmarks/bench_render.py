@@ -1,0 +1,174 @@
+"""UNet time per denoising step for the README scene (1 global + 4 regions), regional attention
+(fused) against (a) plain SDXL attention on a one-chunk prompt, CFG batched, and (b) Omost's
+formulation (scores materialised, masks resized at every call, two UNet calls per step).
+
+Each variant runs in its own process so its peak memory is its own; the ratios come from one
+run of this script. Usage: bench_render.py [--size small|tiny] [--res 512] [--steps 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("fast", "plain", "omost")
+
+
+def omost_processor_class():
+    """Omost's cross-attention as it is written (OMOST.md section 6), for the baseline."""
+    import torch
+    import torch.nn.functional as F
+
+    class OmostCrossAttn:
+        def __init__(self, holder):
+            self.holder = holder
+
+        def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kw):
+            h, w = self.holder["resolutions"][hidden_states.shape[1]]
+            conds, masks = [], []
+            for m, c in self.holder["conds"]:
+                m = F.interpolate(m[None, None], (h, w), mode="nearest-exact").flatten().unsqueeze(1).repeat(1, c.size(1))
+                conds.append(c)
+                masks.append(m)
+            conds, masks = torch.cat(conds, dim=1), torch.cat(masks, dim=1)
+            mask_bool = masks > 0.5
+            mask_scale = (h * w) / torch.sum(masks, dim=0, keepdim=True)
+            b = conds.shape[0]
+            q, k, v = attn.to_q(hidden_states), attn.to_k(conds), attn.to_v(conds)
+            d = k.shape[-1] // attn.heads
+            q, k, v = (t.view(b, -1, attn.heads, d).transpose(1, 2) for t in (q, k, v))
+            mask_bool = mask_bool[None, None].repeat(q.size(0), q.size(1), 1, 1)
+            mask_scale = mask_scale[None, None].repeat(q.size(0), q.size(1), 1, 1)
+            sim = q @ k.transpose(-2, -1) * attn.scale
+            sim = sim * mask_scale.to(sim)
+            sim.masked_fill_(mask_bool.logical_not(), float("-inf"))
+            out = (sim.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, -1, attn.heads * d)
+            return attn.to_out[1](attn.to_out[0](out))
+
+    return OmostCrossAttn
+
+
+def run_variant(variant: str, model_dir: str, res: int, steps: int, device: str) -> dict:
+    import torch
+
+    from omostc import load_spec, lower
+    from omostc.backends.sdxl.attention import RegionPlan, latent_resolutions
+    from omostc.backends.sdxl.models import load_sdxl
+    from omostc.backends.sdxl.render import SDXLRegionalBackend, unet_inputs
+
+    model = load_sdxl(model_dir, dtype="fp32" if device == "cpu" else "bf16", device=device)
+    unet = model.unet
+    backend = SDXLRegionalBackend(model) if variant == "fast" else None
+    tokenizer = backend.tokenizer if backend else SDXLRegionalBackend.__new__(SDXLRegionalBackend)
+    if backend is None:
+        from omostc.backends.sdxl.encode import SDXLTextEncoder
+
+        encoder = SDXLTextEncoder(model)
+        tokenizer = encoder.tok1
+    else:
+        encoder = backend.encoder
+    ir = lower(load_spec(REPO / "specs" / "dragon.yaml"), tokenizer)
+    cond = encoder.encode(ir, "lowres, bad anatomy, bad hands, cropped, worst quality")
+    lat = res // 8
+    x = torch.randn(1, 4, lat, lat, device=device, dtype=unet.dtype)
+    t = torch.tensor(500, device=device)
+    one = unet_inputs(cond, 1, res, res, device, unet.dtype)
+    if variant == "fast":
+        plan = RegionPlan.build(ir, [c.shape[0] for c in cond.layers], lat, lat, 1)
+        render = contextlib.ExitStack()  # one render for all steps: keys and values projected once
+        render.enter_context(backend.attention.active(plan))
+
+        def step():
+            unet(torch.cat([x, x]), t, encoder_hidden_states=one.encoder_hidden_states,
+                 added_cond_kwargs={"text_embeds": one.text_embeds, "time_ids": one.time_ids})
+    elif variant == "plain":
+        enc = one.encoder_hidden_states[:, :77]  # a one-chunk prompt per half
+
+        def step():
+            unet(torch.cat([x, x]), t, encoder_hidden_states=enc,
+                 added_cond_kwargs={"text_embeds": one.text_embeds, "time_ids": one.time_ids})
+    else:
+        holder = {"resolutions": latent_resolutions(lat, lat)}
+        cls = omost_processor_class()
+        procs = {name: (cls(holder) if name.endswith("attn2.processor") else p) for name, p in unet.attn_processors.items()}
+        unet.set_attn_processor(procs)
+        ones = torch.ones(90, 90, device=device)
+        positive = [(torch.from_numpy(layer.mask(90, 90).astype("float32")).to(device), c[None].to(device, unet.dtype))
+                    for layer, c in zip(ir.layers, cond.layers)]
+        negative = [(ones, cond.negative[None].to(device, unet.dtype))]
+        dummy = torch.zeros(1, 77, cond.negative.shape[-1], device=device, dtype=unet.dtype)
+        kw_pos = {"text_embeds": one.text_embeds[1:], "time_ids": one.time_ids[1:]}
+        kw_neg = {"text_embeds": one.text_embeds[:1], "time_ids": one.time_ids[:1]}
+
+        def step():
+            holder["conds"] = positive
+            unet(x, t, encoder_hidden_states=dummy, added_cond_kwargs=kw_pos)
+            holder["conds"] = negative
+            unet(x, t, encoder_hidden_states=dummy, added_cond_kwargs=kw_neg)
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with torch.inference_mode():
+        step()
+        sync()
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    return {"variant": variant, "step_s": sorted(times)[len(times) // 2], "peak_mib": peak,
+            "tokens": int(sum(c.shape[0] for c in cond.layers)), "cross_attn": sum(
+                1 for n in unet.attn_processors if n.endswith("attn2.processor"))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="small", choices=["small", "tiny"])
+    ap.add_argument("--res", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--variant", choices=VARIANTS)
+    ap.add_argument("--model-dir")
+    args = ap.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.model_dir, args.res, args.steps, args.device)))
+        return
+    from omostc.backends.sdxl.models import build_tiny_sdxl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny_sdxl(tmp, seed=0, size=args.size)
+        results = {}
+        for variant in VARIANTS:
+            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--model-dir", tmp, "--res",
+                                  str(args.res), "--steps", str(args.steps), "--device", args.device],
+                                 capture_output=True, text=True, check=True)
+            results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    f, p, o = (results[v] for v in VARIANTS)
+    print(f"render benchmark: {args.size} SDXL-shaped UNet ({f['cross_attn']} cross-attention layers), "
+          f"{args.res} x {args.res}, {args.device}, README scene (1 global + 4 regions, {f['tokens']} tokens), "
+          f"median of {args.steps} steps")
+    for name, r in (("regional, fused (omostc)", f), ("(a) plain attention, 77 tokens, CFG batched", p),
+                    ("(b) Omost's formulation, two calls per step", o)):
+        print(f"  {name:46s} {r['step_s'] * 1e3:9.1f} ms/step   peak +{r['peak_mib']:8.1f} MiB")
+    print(f"  fused / plain                                  {f['step_s'] / p['step_s']:9.2f}x  (goal <= 1.15x)")
+    print(f"  Omost / fused (speed-up)                       {o['step_s'] / f['step_s']:9.2f}x  (goal >= 1.5x)")
+    if not math.isclose(p["peak_mib"], 0.0):
+        print(f"  peak memory fused / plain                      {f['peak_mib'] / max(p['peak_mib'], 1e-9):9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
