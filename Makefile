@@ -30,6 +30,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_lower.py
+	$(BIN)/python benchmarks/bench_render.py --size small --res 512
 
 # Explicit refreshes of generated files; review their diffs before committing.
 golden: setup

@@ -121,6 +121,37 @@ TINY = dict(blocks=(32, 64, 64), layers=1, depth=(1, 1, 1), head_dim=8, te=(32, 
 SMALL = dict(blocks=(64, 128, 128), layers=2, depth=(1, 2, 10), head_dim=64, te=(64, 128), te_layers=4)
 
 
+SDXL_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0's UNet configuration
+    sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(320, 640, 1280), transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048, use_linear_projection=True, norm_num_groups=32, addition_embed_type="text_time",
+    addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+)
+
+
+def unet_config(size: str) -> dict:
+    """UNet2DConditionModel arguments: 'tiny', 'small' (SDXL's layout, narrow) or 'full' (SDXL's)."""
+    if size == "full":
+        return dict(SDXL_UNET)
+    spec = {"tiny": TINY, "small": SMALL}.get(size)
+    if spec is None:
+        raise ModelError(f"size must be 'tiny', 'small' or 'full', not {size!r}")
+    blocks, (te1, te2) = spec["blocks"], spec["te"]
+    time_dim = 8 if size == "tiny" else 256
+    return dict(
+        sample_size=128, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=blocks, layers_per_block=spec["layers"],
+        transformer_layers_per_block=spec["depth"], attention_head_dim=tuple(c // spec["head_dim"] for c in blocks),
+        cross_attention_dim=te1 + te2, use_linear_projection=True, norm_num_groups=32,
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + te2,
+    )
+
+
 def build_tiny_sdxl(folder: str | os.PathLike, *, seed: int = 0, size: str = "tiny") -> Path:
     """Write a random-weight SDXL-shaped pipeline in the diffusers layout.
 
@@ -141,7 +172,6 @@ def build_tiny_sdxl(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
     folder = Path(folder)
     torch.manual_seed(seed)
     te1, te2 = spec["te"]
-    time_dim = 8 if size == "tiny" else 256
 
     def text_config(hidden: int) -> CLIPTextConfig:
         return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=hidden * 2,
@@ -151,17 +181,7 @@ def build_tiny_sdxl(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
 
     text_encoder = CLIPTextModel(text_config(te1))
     text_encoder_2 = CLIPTextModelWithProjection(text_config(te2))
-    blocks = spec["blocks"]
-    unet = UNet2DConditionModel(
-        sample_size=128, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=blocks, layers_per_block=spec["layers"],
-        transformer_layers_per_block=spec["depth"], attention_head_dim=tuple(c // spec["head_dim"] for c in blocks),
-        cross_attention_dim=te1 + te2, use_linear_projection=True, norm_num_groups=32,
-        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
-        projection_class_embeddings_input_dim=6 * time_dim + te2,
-    )
+    unet = UNet2DConditionModel(**unet_config(size))
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
