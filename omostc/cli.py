@@ -231,6 +231,7 @@ def _default_device() -> str:
 @click.option("--highres-scale", type=click.FloatRange(1.0, 8.0))
 @click.option("--highres-steps", type=click.IntRange(1, 1000))
 @click.option("--highres-denoise", type=click.FloatRange(0.01, 1.0))
+@click.option("--sampler", help="'omost' (Omost's DPM++ 2M Karras, the default) or a diffusers scheduler class name.")
 @click.option("--pooled", type=click.Choice(["omost", "projected"]), help="Pooled text embedding (default: Omost's).")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: fp16 on a GPU, fp32 on a CPU.")
 @click.option("--device", help="cuda, cpu or mps (default: the best there is).")
@@ -242,7 +243,7 @@ def _default_device() -> str:
               help="Re-render an omostc PNG exactly from its embedded spec and settings.")
 @click.option("-q", "--quiet", is_flag=True)
 def render(specs, model, out_dir, seeds, images, width, height, steps, cfg, negative_prompt, sketch_strength,
-           highres_scale, highres_steps, highres_denoise, pooled, dtype, device, vae, offload, processor,
+           highres_scale, highres_steps, highres_denoise, sampler, pooled, dtype, device, vae, offload, processor,
            from_png, quiet) -> None:
     """Render scene specs (or Canvas code) to PNGs with regional prompting on SDXL."""
     from .api import render_scene
@@ -255,7 +256,7 @@ def render(specs, model, out_dir, seeds, images, width, height, steps, cfg, nega
         raise click.UsageError("give spec files, or --from-png images")
     jobs = []  # (name, scene, options, seeds, model)
     overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
-                     sketch_strength=sketch_strength, pooled=pooled, highres_scale=highres_scale,
+                     sketch_strength=sketch_strength, sampler=sampler, pooled=pooled, highres_scale=highres_scale,
                      highres_steps=highres_steps, highres_denoise=highres_denoise)
     for png in from_png:
         scene, options, seed, png_model = read_provenance(png)

@@ -160,3 +160,15 @@ def test_schedule_is_omosts():
     karras = s.karras(int(25 / 0.4))
     torch.testing.assert_close(s.sigmas_for(25, 0.4), karras[-26:])
     assert s.timestep(s.sigmas[[0, 500, 999]]).tolist() == [0, 500, 999]
+
+
+@pytest.mark.parametrize("sampler", ["DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
+def test_diffusers_schedulers_by_name(backend, dragon_ir, sampler):
+    options = RenderOptions(width=128, height=128, steps=3, sampler=sampler)
+    (a,), (b,) = backend.render(dragon_ir, options, [4]), backend.render(dragon_ir, options, [4])
+    assert a.size == (128, 128) and np.array_equal(pixels(a), pixels(b))
+    (c,) = backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=3, sampler=sampler,
+                                                   sketch_strength=0.9), [4])
+    assert c.size == (128, 128)
+    with pytest.raises(RenderError, match="unknown sampler"):
+        backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=2, sampler="NoSuchScheduler"), [1])

@@ -35,6 +35,7 @@ class SDXLModel:
     tokenizer_2: Any
     source: str
     offloaded: bool = False
+    scheduler_config: dict | None = None  # the checkpoint's own, for diffusers schedulers by name
 
     @property
     def device(self):
@@ -90,7 +91,7 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
         pipe.to(device)
     return SDXLModel(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder,
                      text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer, tokenizer_2=pipe.tokenizer_2,
-                     source=str(model), offloaded=offload)
+                     source=str(model), offloaded=offload, scheduler_config=dict(pipe.scheduler.config))
 
 
 def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files_only):

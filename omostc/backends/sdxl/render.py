@@ -102,25 +102,57 @@ class SDXLRegionalBackend:
 
     @torch.inference_mode()
     def sample(self, ir: SceneIR, cond: Conditioning, initial: torch.Tensor, generators: list[torch.Generator],
-               steps: int, strength: float, cfg: float, progress=None) -> torch.Tensor:
+               steps: int, strength: float, cfg: float, progress=None, sampler: str = "omost") -> torch.Tensor:
         unet = self.model.unet
         n, _, lh, lw = initial.shape
-        sigmas = self.schedule.sigmas_for(steps, strength).to(unet.device)
         noise = torch.cat([torch.randn((1, *initial.shape[1:]), generator=g, device=g.device, dtype=unet.dtype)
                            for g in generators]).to(unet.device)
-        latents = initial.to(noise) + noise * sigmas[0].to(noise)
         inputs = unet_inputs(cond, n, lh * self.vae_scale, lw * self.vae_scale, unet.device, unet.dtype)
         plan = RegionPlan.build(ir, [c.shape[0] for c in cond.layers], lh, lw, n)
         with self.attention.active(plan):
+            if sampler != "omost":
+                return self._sample_diffusers(sampler, inputs, initial, noise, steps, strength, cfg, progress)
+            sigmas = self.schedule.sigmas_for(steps, strength).to(unet.device)
+            latents = initial.to(noise) + noise * sigmas[0].to(noise)
             return sample_dpmpp_2m(self.denoiser(inputs, cfg), latents, sigmas, callback=progress)
+
+    def _sample_diffusers(self, name: str, inputs: UNetInputs, initial, noise, steps: int, strength: float,
+                          cfg: float, progress=None) -> torch.Tensor:
+        """A diffusers scheduler by class name, configured from the checkpoint's own."""
+        import diffusers
+
+        cls = getattr(diffusers, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+            raise RenderError(f"unknown sampler {name!r}: use 'omost' or a diffusers scheduler class name "
+                              "(e.g. DPMSolverMultistepScheduler, EulerDiscreteScheduler)")
+        unet = self.model.unet
+        scheduler = cls.from_config(self.model.scheduler_config or {})
+        scheduler.set_timesteps(steps, device=unet.device)
+        timesteps = scheduler.timesteps
+        if strength < 1.0:
+            start = steps - min(int(steps * strength), steps)
+            timesteps = timesteps[start * scheduler.order:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start * scheduler.order)
+            latents = scheduler.add_noise(initial.to(noise), noise, timesteps[:1])
+        else:
+            latents = noise * scheduler.init_noise_sigma
+        for i, t in enumerate(timesteps):
+            x_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            eps = unet(x_in.to(unet.dtype), t, encoder_hidden_states=inputs.encoder_hidden_states,
+                       added_cond_kwargs={"text_embeds": inputs.text_embeds, "time_ids": inputs.time_ids},
+                       return_dict=False)[0]
+            eps_negative, eps_positive = eps.chunk(2)
+            latents = scheduler.step(eps_negative + cfg * (eps_positive - eps_negative), t, latents).prev_sample
+            if progress is not None:
+                progress(i + 1, len(timesteps))
+        return latents
 
     # --- the whole render -----------------------------------------------------------------
 
     def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
         """One image per seed. Each seed is its own batch, so an image depends on its seed alone,
         not on which other seeds share the call; the text is encoded once for all of them."""
-        if options.sampler != "omost":
-            raise RenderError(f"sampler {options.sampler!r} is not available in this backend yet; use 'omost'")
         if ir.tokenizer != self.tokenizer.name:
             raise RenderError(f"the IR was lowered with tokenizer {ir.tokenizer!r}; lower it with this model's "
                               f"({self.tokenizer.name!r}) so its bags fit the text encoders")
@@ -130,7 +162,7 @@ class SDXLRegionalBackend:
         images = []
         for seed in seeds:
             generator = torch.Generator(device=self.model.unet.device).manual_seed(int(seed))
-            latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress)
+            latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress, o.sampler)
             pixels = self.decode(latents)
             if o.highres.scale > 1.0 + HIGHRES_EPS:
                 pixels = self.highres_fix(ir, cond, pixels, [generator], o, progress)
@@ -151,5 +183,6 @@ class SDXLRegionalBackend:
         resized = [np.array(Image.fromarray(p).resize((tw, th), Image.LANCZOS)) for p in pixels]
         batch = torch.from_numpy(np.stack(resized)).float() / 127.5 - 1.0
         latents = self.encode_image(batch.movedim(-1, 1))
-        latents = self.sample(ir, cond, latents.float(), generators, o.highres.steps, o.highres.denoise, o.cfg, progress)
+        latents = self.sample(ir, cond, latents.float(), generators, o.highres.steps, o.highres.denoise, o.cfg,
+                              progress, o.sampler)
         return self.decode(latents)
