@@ -4,7 +4,9 @@ formulation (scores materialised, masks resized at every call, two UNet calls pe
 
 Each variant runs in its own process so its peak memory is its own; the ratios come from one
 run of this script. The UNet has random weights and the text conditioning is random, shaped
-like the README scene's (token counts from lowering it), since neither changes the cost. Usage: bench_render.py [--size small|tiny] [--res 512] [--steps 5] [--device cpu]
+like the README scene's (token counts from lowering it), since neither changes the cost.
+
+Usage: bench_render.py [--size small|tiny|full] [--res 512] [--steps 5] [--device cpu|cuda]
 """
 
 from __future__ import annotations

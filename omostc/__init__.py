@@ -10,10 +10,20 @@ __version__ = "0.1.0"
 from .api import check_scene, compile_file, compile_text, load_scene  # noqa: E402
 from .decompile import decompile  # noqa: E402
 from .diagnostics import CompileError, Diagnostic, OmostcError, SpecError  # noqa: E402
-from .lower import lower  # noqa: E402
 from .parse import CompileResult, compile_canvas  # noqa: E402
 from .spec import Scene  # noqa: E402
 from .yamlio import dumps_spec, load_spec, loads_spec  # noqa: E402
+
+
+
+def __getattr__(name):
+    # The IR pulls numpy; the compiler's entry points stay light until lowering is asked for.
+    if name == "lower":
+        from .lowering import lower
+
+        return lower
+    raise AttributeError(f"module 'omostc' has no attribute {name!r}")
+
 
 __all__ = [
     "CompileError", "CompileResult", "Diagnostic", "OmostcError", "Scene", "SpecError",

@@ -59,7 +59,7 @@ def check_scene(scene: Scene, *, file: str = "<scene>") -> None:
 
 def render_scene(backend, scene: Scene, options, seeds: list[int], model_name: str, progress=None) -> list[tuple[int, bytes]]:
     """Render a scene with a backend; PNG bytes (provenance embedded) per seed."""
-    from .lower import lower
+    from .lowering import lower
     from .outputs import png_bytes
 
     ir = lower(scene, backend.tokenizer)

@@ -18,7 +18,6 @@ from .decompile import decompile
 from .diagnostics import CompileError, Diagnostic, OmostcError
 from .files import STDIN, write_bytes_atomic, write_text_atomic
 from .tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
-from .ir import to_json
 from .schema import schema_json
 from .yamlio import dumps_spec, load_spec, schema_ref_for
 
@@ -138,7 +137,7 @@ def _tokenizer_option(f):
 
 
 def _lowered(item: str, partial: bool, model_dir: str | None):
-    from .lower import lower
+    from .lowering import lower
     from .tokenize import TransformersClipTokenizer
 
     scene, warnings = load_scene(item, partial=partial)
@@ -159,6 +158,8 @@ def _lowered(item: str, partial: bool, model_dir: str | None):
 @_tokenizer_option
 def lower_cmd(file: str, as_json: bool, ids: bool, sketch: str | None, partial: bool, model_dir: str | None) -> None:
     """Lower a spec (or Canvas code) to the IR that renderers execute."""
+
+    from .ir import to_json
 
     def one(item: str) -> None:
         _, ir = _lowered(item, partial, model_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from omostc.lower import lower
+from omostc.lowering import lower
 from omostc.tokenize import (
     CLIP_VOCAB_SIZE,
     OfflineClipTokenizer,
