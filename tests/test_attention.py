@@ -75,6 +75,7 @@ def relative_error(a, b) -> float:
 def test_fast_equals_reference_on_random_inputs(n_regions, latent, level, grouped, monkeypatch):
     monkeypatch.setattr(attention, "MAX_GROUPS", 10_000 if grouped else 0)
     monkeypatch.setattr(attention, "MIN_SAVING", -1.0 if grouped else 2.0)
+    monkeypatch.setattr(attention, "MAX_GATHERED", 1e9)
     ir = random_ir(n_regions, seed=n_regions + level[0])
     fast = run(ir, 32, latent, level, 2, "fast")
     reference = run(ir, 32, latent, level, 2, "reference")
