@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: setup demo test bench golden schemas clean
+.PHONY: setup demo test bench bench-full golden schemas clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_lower.py
 	$(BIN)/python benchmarks/bench_render.py --size small --res 512
+
+# SDXL's own UNet (2.6B parameters, random weights): about 12 minutes and 17 GB on a 2-core CPU.
+bench-full: setup
+	$(BIN)/python benchmarks/bench_render.py --size full --res 512 --steps 2
 
 # Explicit refreshes of generated files; review their diffs before committing.
 golden: setup

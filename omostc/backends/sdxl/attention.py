@@ -9,8 +9,9 @@ the keys, the mask is a boolean (or, with soft edges and weights, an additive) m
 ``scaled_dot_product_attention``, masks and scales are built once per resolution per render,
 the condition keys and values are projected once per render, the token count is padded to a
 multiple of 8 with masked keys, and no (batch, heads, pixels, tokens) tensor is materialised.
-Classifier-free guidance runs in one UNet call: the negative half of the batch attends its own
-77 tokens with plain attention.
+Where regions overlap little, pixels are grouped by the layers covering them and each group
+attends exactly its tokens, so masked-out pairs cost nothing. Classifier-free guidance runs in
+one UNet call: the negative half of the batch attends its own 77 tokens, unmasked.
 
 ``OmostReferenceProcessor`` is Omost's formula written literally (scores materialised, masks
 resized at every call), kept for tests and benchmarks.
@@ -85,12 +86,6 @@ class RegionPlan:
             raise ValueError(f"no UNet level of a {self.latent_height} x {self.latent_width} latent has "
                              f"{sequence_length} pixels")
         return res[sequence_length]
-
-    def layer_masks(self, height: int, width: int) -> np.ndarray:
-        """(layers, height * width) float32 mask values x weights."""
-        values = [layer.mask(height, width).astype(np.float32).reshape(-1) * np.float32(layer.weight)
-                  for layer in self.ir.layers]
-        return np.stack(values)
 
     def at_resolution(self, sequence_length: int, device, dtype) -> "ResolutionPlan":
         """Masks, scales and pixel groups for one UNet level, built once per render."""
