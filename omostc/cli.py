@@ -204,6 +204,17 @@ def schema(output: str | None) -> None:
         click.echo(schema_json(), nl=False)
 
 
+def _quiet_libraries(quiet: bool) -> None:
+    """Keep diffusers' and transformers' loading chatter out of a quiet run's output."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    if quiet:
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+
+
 def _default_device() -> str:
     import torch
 
@@ -255,6 +266,7 @@ def render(specs, model, out_dir, seeds, images, width, height, steps, cfg, nega
 
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
+    _quiet_libraries(quiet)
     jobs = []  # (name, scene, options, seeds, model)
     overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
                      sketch_strength=sketch_strength, sampler=sampler, pooled=pooled, highres_scale=highres_scale,
@@ -313,6 +325,7 @@ def tiny_sdxl(folder: str, seed: int, size: str) -> None:
     """Write a random-weight SDXL-shaped model (diffusers layout) for tests and benchmarks."""
     from .backends.sdxl.models import build_tiny_sdxl
 
+    _quiet_libraries(True)
     click.echo(str(build_tiny_sdxl(folder, seed=seed, size=size)))
 
 
