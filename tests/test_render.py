@@ -172,3 +172,13 @@ def test_diffusers_schedulers_by_name(backend, dragon_ir, sampler):
     assert c.size == (128, 128)
     with pytest.raises(RenderError, match="unknown sampler"):
         backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=2, sampler="NoSuchScheduler"), [1])
+
+
+def test_vae_override_and_dtype_loading(tiny_model_dir):
+    model = load_sdxl(tiny_model_dir, dtype="bf16", device="cpu", vae=str(tiny_model_dir / "vae"), vae_dtype="fp32")
+    assert model.unet.dtype == torch.bfloat16 and model.vae.dtype == torch.float32
+    assert model.scheduler_config["_class_name"] == "EulerDiscreteScheduler"
+    backend = SDXLRegionalBackend(model)
+    ir = lower(load_spec(REPO / "specs" / "mountain-cabin.yaml"), backend.tokenizer)
+    (image,) = backend.render(ir, RenderOptions(width=64, height=64, steps=2), [0])
+    assert image.size == (64, 64)
