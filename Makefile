@@ -46,6 +46,7 @@ golden: setup
 
 schemas: setup
 	$(BIN)/omostc schema -o schemas/scene.schema.json
+	$(BIN)/omostc schema --kind profile -o schemas/profile.schema.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -57,11 +57,13 @@ def check_scene(scene: Scene, *, file: str = "<scene>") -> None:
         raise SpecError([Diagnostic("error", message, file=file) for message, _, _ in problems])
 
 
-def render_scene(backend, scene: Scene, options, seeds: list[int], model_name: str, progress=None) -> list[tuple[int, bytes]]:
+def render_scene(backend, scene: Scene, options, seeds: list[int], model_name: str, progress=None,
+                 extra_text: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
     """Render a scene with a backend; PNG bytes (provenance embedded) per seed."""
     from .lowering import lower
     from .outputs import png_bytes
 
     ir = lower(scene, backend.tokenizer)
     images = backend.render(ir, options, seeds, progress=progress)
-    return [(seed, png_bytes(image, scene, options.snapped(), seed, model_name)) for seed, image in zip(seeds, images)]
+    return [(seed, png_bytes(image, scene, options.snapped(), seed, model_name, extra_text))
+            for seed, image in zip(seeds, images)]

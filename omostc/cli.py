@@ -196,12 +196,16 @@ def preview(file: str, output: str, width: int | None, height: int | None, parti
 
 @main.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the schema here.")
-def schema(output: str | None) -> None:
-    """Print the JSON Schema of scene specs."""
+@click.option("--kind", type=click.Choice(["scene", "profile"]), default="scene", show_default=True)
+def schema(output: str | None, kind: str) -> None:
+    """Print the JSON Schema of scene specs (or of render profiles)."""
+    from .schema import profile_schema_json
+
+    text = schema_json() if kind == "scene" else profile_schema_json()
     if output:
-        write_text_atomic(output, schema_json())
+        write_text_atomic(output, text)
     else:
-        click.echo(schema_json(), nl=False)
+        click.echo(text, nl=False)
 
 
 def _quiet_libraries(quiet: bool) -> None:
@@ -227,12 +231,13 @@ def _default_device() -> str:
 
 @main.command()
 @click.argument("specs", nargs=-1)
-@click.option("--model", help="SDXL: hub id, diffusers folder, or single .safetensors file.")
+@click.option("-p", "--profile", "profile_name", help="Render profile: runners/NAME.yaml, a file, or built in "
+              "(preview, tiny). Default: preview, or an SDXL profile for --model.")
+@click.option("--model", help="SDXL model (hub id, diffusers folder, .safetensors file); implies the sdxl backend.")
 @click.option("-o", "--out", "out_dir", default="renders", show_default=True, type=click.Path(file_okay=False),
-              help="Images go to OUT/<spec name>/<seed>.png.")
-@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default: the spec's, else 12345.")
-@click.option("--images", type=click.IntRange(1, 1000), default=1, show_default=True,
-              help="Images per spec, seeds counting up from the first.")
+              help="Images go to OUT/<spec name>/<seed>.png, rows to OUT/manifest.jsonl.")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default: the spec's, the profile's, else 12345.")
+@click.option("--images", type=click.IntRange(1, 1000), help="Images per spec, seeds counting up from the first.")
 @click.option("--width", type=click.IntRange(64, 8192))
 @click.option("--height", type=click.IntRange(64, 8192))
 @click.option("--steps", type=click.IntRange(1, 1000))
@@ -245,69 +250,90 @@ def _default_device() -> str:
 @click.option("--highres-denoise", type=click.FloatRange(0.01, 1.0))
 @click.option("--sampler", help="'omost' (Omost's DPM++ 2M Karras, the default) or a diffusers scheduler class name.")
 @click.option("--pooled", type=click.Choice(["omost", "projected"]), help="Pooled text embedding (default: Omost's).")
-@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: fp16 on a GPU, fp32 on a CPU.")
-@click.option("--device", help="cuda, cpu or mps (default: the best there is).")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: the profile's; fp16 on a GPU, fp32 on a CPU.")
+@click.option("--device", help="cuda, cpu or mps (default: the profile's, else the best there is).")
 @click.option("--vae", help="Override the VAE (hub id, folder or single file).")
 @click.option("--offload", is_flag=True, help="Keep components on the CPU until they run (8 GB cards).")
-@click.option("--processor", type=click.Choice(["fast", "reference"]), default="fast", show_default=True,
-              help="Regional attention: fused, or Omost's literal formula.")
+@click.option("--processor", type=click.Choice(["fast", "reference"]), help="Regional attention: fused, or Omost's literal formula.")
+@click.option("--force", is_flag=True, help="Render again what is already rendered.")
+@click.option("--log", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per item on stderr, for CI.")
 @click.option("--from-png", "from_png", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Re-render an omostc PNG exactly from its embedded spec and settings.")
-@click.option("-q", "--quiet", is_flag=True)
-def render(specs, model, out_dir, seeds, images, width, height, steps, cfg, negative_prompt, sketch_strength,
-           highres_scale, highres_steps, highres_denoise, sampler, pooled, dtype, device, vae, offload, processor,
-           from_png, quiet) -> None:
-    """Render scene specs (or Canvas code) to PNGs with regional prompting on SDXL."""
-    from .api import render_scene
-    from .backends.base import resolve_options
-    from .backends.sdxl.models import load_sdxl
-    from .backends.sdxl.render import SDXLRegionalBackend
+@click.option("-q", "--quiet", is_flag=True, help="Failures and the summary only.")
+def render(specs, profile_name, model, out_dir, seeds, images, width, height, steps, cfg, negative_prompt,
+           sketch_strength, highres_scale, highres_steps, highres_denoise, sampler, pooled, dtype, device, vae,
+           offload, processor, force, log_format, from_png, quiet) -> None:
+    """Render scene specs (or Canvas code) in a batch: incremental, resumable, one failure never
+    stops the rest."""
+    import json as json_module
+    from dataclasses import replace
+
     from .outputs import read_provenance
+    from .profile import load_profile
+    from .runner import BatchItem, ItemResult, plan_items, run_batch, spec_hash
 
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
-    _quiet_libraries(quiet)
-    jobs = []  # (name, scene, options, seeds, model)
+    profile = load_profile(profile_name)  # default: preview
+    if model:  # a model on the command line: the sdxl backend, the profile's settings otherwise
+        profile = replace(profile, name=profile.name if profile_name else "cli", backend="sdxl", model=model)
+    profile = replace(profile, dtype=dtype or profile.dtype, device=device or profile.device, vae=vae or profile.vae,
+                      offload=offload or profile.offload, processor=processor or profile.processor)
+    if profile.backend == "sdxl":
+        _quiet_libraries(quiet or log_format == "json")
     overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
                      sketch_strength=sketch_strength, sampler=sampler, pooled=pooled, highres_scale=highres_scale,
                      highres_steps=highres_steps, highres_denoise=highres_denoise)
-    for png in from_png:
-        scene, options, seed, png_model = read_provenance(png)
-        jobs.append((Path(png).parent.name or Path(png).stem, scene, options, [seed], model or png_model))
-    if specs and not model:
-        raise click.UsageError("--model is required to render specs")
-    failed: list[str] = []
+    sources, failures = [], []
     for item in specs:
         try:
             scene, warnings = load_scene(item)
+            _print_diagnostics(warnings, quiet or log_format == "json")
+            sources.append((item, scene))
         except OmostcError as exc:
-            _print_diagnostics(getattr(exc, "diagnostics", []) or [])
-            failed.append(item)
-            continue
-        _print_diagnostics(warnings, quiet)
-        first = seeds[0] if seeds else (scene.render.seed if scene.render and scene.render.seed is not None else 12345)
-        item_seeds = list(seeds) if len(seeds) > 1 else [first + i for i in range(images)]
-        jobs.append((Path(item).stem, scene, resolve_options(scene.render, overrides), item_seeds, model))
-    device = device or _default_device()
-    backends: dict[str, SDXLRegionalBackend] = {}
-    for name, scene, options, job_seeds, job_model in jobs:
-        try:
-            if job_model not in backends:
-                backends[job_model] = SDXLRegionalBackend(
-                    load_sdxl(job_model, dtype=dtype or ("fp32" if device == "cpu" else "fp16"), device=device,
-                              vae=vae, offload=offload), processor)
-            for seed, data in render_scene(backends[job_model], scene, options, job_seeds, job_model):
-                target = Path(out_dir) / name / f"{seed}.png"
-                write_bytes_atomic(target, data)
-                if not quiet:
-                    click.echo(f"{name} seed {seed} -> {target}", err=True)
-        except (OmostcError, ValueError, OSError) as exc:
-            click.echo(f"{name}: error: {exc}", err=True)
-            failed.append(name)
-    if failed:
-        click.echo(f"\n{len(failed)} of {len(specs) + len(from_png)} items failed:", err=True)
-        for item in failed:
-            click.echo(f"  {item}", err=True)
+            _print_diagnostics(getattr(exc, "diagnostics", None) or [], False)
+            failures.append(ItemResult(name=Path(item).stem, source=item, seed=None, status="failed",
+                                       error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    items = plan_items(sources, profile, overrides, list(seeds) or None, images)
+    for png in from_png:  # exact re-renders: the PNG's own scene, settings, seed and model
+        scene, options, seed, png_model = read_provenance(png)
+        if profile.backend != "sdxl" or not profile.model:
+            profile = replace(profile, backend="sdxl", model=png_model)
+        items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
+                               spec_hash(scene), "from-png"))
+
+    def make_backend():
+        if profile.backend == "preview":
+            from .backends.preview import PreviewBackend
+
+            return PreviewBackend()
+        from .backends.sdxl.models import load_sdxl
+        from .backends.sdxl.render import SDXLRegionalBackend
+
+        dev = profile.device or _default_device()
+        return SDXLRegionalBackend(load_sdxl(profile.model, dtype=profile.dtype or ("fp32" if dev == "cpu" else "fp16"),
+                                             device=dev, vae=profile.vae, vae_dtype=profile.vae_dtype,
+                                             offload=profile.offload), profile.processor)
+
+    def report(result) -> None:
+        if log_format == "json":
+            click.echo(json_module.dumps(result.row(), ensure_ascii=False), err=True)
+        elif result.status == "failed":
+            click.echo(f"{result.source}: error: {result.error}", err=True)
+        elif not quiet:
+            click.echo(f"{result.name} seed {result.seed}: {result.status} -> {result.output}", err=True)
+
+    results = run_batch(items, make_backend, out_dir, model_name=profile.model or profile.backend,
+                        force=force or bool(from_png), failures=failures, on_result=report)
+    counts = {s: sum(r.status == s for r in results) for s in ("rendered", "skipped", "failed")}
+    if log_format == "text":
+        click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed "
+                   f"(profile {profile.name}, {out_dir}/{'manifest.jsonl'})", err=True)
+        for r in results:
+            if r.status == "failed":
+                click.echo(f"  failed: {r.source}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)
+    if counts["failed"]:
         sys.exit(1)
 
 

@@ -39,8 +39,11 @@ def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, model: str
     return f"{prompt}\nNegative prompt: {options.negative_prompt}\n" + ", ".join(fields)
 
 
-def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: int, model: str) -> bytes:
+def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: int, model: str,
+              extra_text: dict[str, str] | None = None) -> bytes:
     info = PngImagePlugin.PngInfo()
+    for key, value in (extra_text or {}).items():
+        info.add_text(key, value)
     info.add_itxt(SPEC_KEY, dumps_spec(scene, schema_ref=None))
     info.add_itxt(RENDER_KEY, json.dumps({"seed": seed, "model": model, "options": asdict(options),
                                           "omostc": __version__}, sort_keys=True))

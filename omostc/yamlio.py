@@ -35,6 +35,14 @@ def load_spec(path: str | os.PathLike) -> Scene:
 
 
 def loads_spec(text: str, *, file: str = "<spec>") -> Scene:
+    data = load_validated(text, file=file, validator=scene_validator(),
+                          empty="empty file: a scene spec needs at least 'version' and 'global'")
+    return scene_from_dict(data)
+
+
+def load_validated(text: str, *, file: str, validator, empty: str) -> Any:
+    """Safe-load one YAML document and check it against a JSON Schema validator; every problem
+    is raised as a located SpecError."""
     lines = text.splitlines()
 
     def diag(message: str, mark=None) -> Diagnostic:
@@ -49,7 +57,7 @@ def loads_spec(text: str, *, file: str = "<spec>") -> Scene:
         loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
-            raise SpecError([diag("empty file: a scene spec needs at least 'version' and 'global'")])
+            raise SpecError([diag(empty)])
         problems = list(_structural_problems(node))
         if problems:
             raise SpecError([diag(msg, mark) for msg, mark in problems])
@@ -68,15 +76,16 @@ def loads_spec(text: str, *, file: str = "<spec>") -> Scene:
         if loader is not None:
             loader.dispose()
 
-    diagnostics = [diag(msg, _node_at(node, path, key_of_last)) for msg, path, key_of_last in validate_data(data)]
+    diagnostics = [diag(msg, _node_at(node, path, key_of_last))
+                   for msg, path, key_of_last in validate_data(data, validator)]
     if diagnostics:
         raise SpecError(diagnostics)
-    return scene_from_dict(data)
+    return data
 
 
-def validate_data(data: Any) -> list[tuple[str, list, bool]]:
+def validate_data(data: Any, validator=None) -> list[tuple[str, list, bool]]:
     """Schema and semantic violations as (message, path, point-at-key) triples."""
-    validator = scene_validator()
+    validator = validator or scene_validator()
     found = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         found.append(_explain(error))

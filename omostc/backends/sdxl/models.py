@@ -61,6 +61,35 @@ def _pipeline_class():
     return StableDiffusionXLPipeline
 
 
+BUILTIN_TINY = "builtin:tiny-sdxl"
+
+
+def cache_dir() -> Path:
+    """$OMOSTC_CACHE, else $XDG_CACHE_HOME/omostc, else ~/.cache/omostc."""
+    if os.environ.get("OMOSTC_CACHE"):
+        return Path(os.environ["OMOSTC_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "omostc"
+
+
+def resolve_model(model: str | os.PathLike) -> str:
+    """``builtin:tiny-sdxl`` is built once into the cache (atomically); anything else is as given."""
+    if str(model) != BUILTIN_TINY:
+        return str(model)
+    target = cache_dir() / "tiny-sdxl-seed0"
+    if not (target / "model_index.json").is_file():
+        import shutil
+        import tempfile
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tiny-sdxl-", dir=target.parent))
+        build_tiny_sdxl(tmp, seed=0)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
 def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "cuda", vae: str | None = None,
               vae_dtype: str | None = None, offload: bool = False, variant: str | None = None,
               local_files_only: bool | None = None) -> SDXLModel:
@@ -71,6 +100,7 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
     """
     cls = _pipeline_class()
     dt = torch_dtype(dtype)
+    model = resolve_model(model)
     path = Path(model)
     local = path.exists()
     try:

@@ -1,0 +1,189 @@
+"""The batch runner: many specs x seeds -> ``OUT/<spec>/<seed>.png`` and ``OUT/manifest.jsonl``.
+
+* The backend (and its model) is created once per batch, on first need; text encodings are
+  cached across specs by the backend.
+* Incremental: every PNG carries the key of what made it (scene, resolved settings, profile,
+  seed); an item whose PNG already has its key is skipped, so a CI re-run renders only what
+  changed. ``force`` redoes everything.
+* Safe to kill at any moment: each PNG and the manifest are replaced atomically, and the manifest
+  is rewritten (not appended) after every item, so a re-run finishes the batch with no corrupt or
+  duplicate outputs or rows.
+* One bad spec, or one item failing (a CUDA out-of-memory, say), is recorded and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from .backends.base import RenderOptions, resolve_options
+from .diagnostics import OmostcError
+from .files import write_bytes_atomic, write_text_atomic
+from .profile import Profile
+from .spec import Scene, scene_to_dict
+
+MANIFEST = "manifest.jsonl"
+DEFAULT_SEED = 12345
+
+
+@dataclass
+class BatchItem:
+    name: str  # output folder: the spec's file name without its suffix
+    source: str
+    scene: Scene
+    seed: int
+    options: RenderOptions
+    spec_hash: str
+    settings_hash: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.spec_hash}-{self.settings_hash}-{self.seed}"
+
+    def output(self, out_dir: Path) -> Path:
+        return out_dir / self.name / f"{self.seed}.png"
+
+
+@dataclass
+class ItemResult:
+    name: str
+    source: str
+    seed: int | None
+    status: str  # rendered | skipped | failed
+    output: str | None = None
+    spec_hash: str | None = None
+    settings_hash: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    finished: float = field(default_factory=time.time)
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def spec_hash(scene: Scene) -> str:
+    """What in a scene decides its pictures (its provenance does not)."""
+    data = scene_to_dict(scene)
+    data.pop("provenance", None)
+    return _digest(data)
+
+
+def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: dict | None = None,
+               seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
+    """The batch, one item per spec and seed, grouped by resolution (same-size renders together).
+
+    Seeds: ``seeds`` (command line), else the spec's ``render.seed`` counting up ``images``
+    times, else the profile's seeds, else 12345 counting up."""
+    items = []
+    for source, scene in sources:
+        options = resolve_options(scene.render, overrides, base=profile.render)
+        count = images or profile.images
+        if seeds:
+            item_seeds = list(seeds)
+        elif scene.render is not None and scene.render.seed is not None:
+            item_seeds = [scene.render.seed + i for i in range(count)]
+        elif profile.seeds:
+            item_seeds = list(profile.seeds)
+        else:
+            item_seeds = [DEFAULT_SEED + i for i in range(count)]
+        settings = _digest({"options": asdict(options), "profile": profile.digest()})
+        name = Path(source).stem if source != "-" else "stdin"
+        for seed in item_seeds:
+            items.append(BatchItem(name, source, scene, int(seed), options, spec_hash(scene), settings))
+    items.sort(key=lambda it: (it.options.snapped().width, it.options.snapped().height))
+    return items
+
+
+def rendered_key(path: Path) -> str | None:
+    """The key a PNG was rendered with, or None if it is missing or unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.text.get("omostc.key")
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+class Manifest:
+    """``manifest.jsonl``: one row per (spec, seed), rewritten atomically after every change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: dict[tuple[str, int | None], dict] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.rows[(row["name"], row.get("seed"))] = row
+                except (ValueError, KeyError, TypeError):
+                    continue  # a foreign or damaged line: the next write drops it
+
+    def record(self, result: ItemResult) -> None:
+        self.rows[(result.name, result.seed)] = result.row()
+        write_text_atomic(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values()))
+
+
+def run_batch(items: list[BatchItem], make_backend: Callable[[], object], out_dir: str | Path, *,
+              model_name: str, force: bool = False, failures: list[ItemResult] | None = None,
+              on_result: Callable[[ItemResult], None] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[ItemResult]:
+    """Render the items that are not rendered yet; return one result per item (and failure)."""
+    from .api import render_scene
+
+    out_dir = Path(out_dir)
+    manifest = Manifest(out_dir / MANIFEST)
+    results: list[ItemResult] = []
+
+    def done(result: ItemResult) -> None:
+        manifest.record(result)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    for failure in failures or []:
+        done(failure)
+    _remove_stale_temporaries(out_dir, {item.name for item in items})
+    backend = None
+    for item in items:
+        target = item.output(out_dir)
+        common = dict(name=item.name, source=item.source, seed=item.seed, output=str(target),
+                      spec_hash=item.spec_hash, settings_hash=item.settings_hash)
+        if not force and rendered_key(target) == item.key:
+            done(ItemResult(status="skipped", **common))
+            continue
+        started = time.perf_counter()
+        try:
+            backend = backend or make_backend()
+            ((_, data),) = render_scene(backend, item.scene, item.options, [item.seed], model_name,
+                                        progress=progress, extra_text={"omostc.key": item.key})
+            write_bytes_atomic(target, data)
+            done(ItemResult(status="rendered", seconds=time.perf_counter() - started, **common))
+        except (OmostcError, ValueError, OSError, RuntimeError, MemoryError) as exc:
+            _free_accelerator_memory()
+            done(ItemResult(status="failed", seconds=time.perf_counter() - started,
+                            error=f"{type(exc).__name__}: {exc}", **common))
+    return results
+
+
+def _remove_stale_temporaries(out_dir: Path, names: set[str]) -> None:
+    """Half-written files of a run that was killed (atomic writes leave ``.NAME.PID.tmp``)."""
+    for folder in [out_dir, *(out_dir / n for n in names)]:
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+            tmp.unlink(missing_ok=True)
+
+
+def _free_accelerator_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,133 @@
+"""The batch runner: profiles, incremental and resumable batches, failures that do not stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from omostc import SpecError
+from omostc.cli import main
+from omostc.profile import BUILTIN, load_profile, profile_from_dict
+from omostc.runner import MANIFEST, plan_items, rendered_key
+from omostc.schema import profile_schema_json
+from omostc.spec import RenderSettings
+
+from conftest import REPO
+
+SPECS = sorted((REPO / "specs").glob("*.yaml"))
+
+
+def render(*args):
+    return CliRunner().invoke(main, ["render", *map(str, args)])
+
+
+def manifest_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+
+
+def test_preview_batch_is_incremental(tmp_path):
+    specs = tmp_path / "specs"
+    shutil.copytree(REPO / "specs", specs, ignore=shutil.ignore_patterns("src"))
+    out = tmp_path / "out"
+    res = render(*sorted(specs.glob("*.yaml")), "-o", out, "-q")
+    assert res.exit_code == 0, res.output
+    assert "7 rendered, 0 already rendered, 0 failed" in res.stderr
+    pngs = sorted(out.glob("*/12345.png"))
+    assert len(pngs) == 7 and all(rendered_key(p) for p in pngs)
+    assert Image.open(pngs[0]).size == (896, 1152)  # Omost's default size
+    again = render(*sorted(specs.glob("*.yaml")), "-o", out, "-q")
+    assert "0 rendered, 7 already rendered" in again.stderr
+    dragon = specs / "dragon.yaml"
+    dragon.write_text(dragon.read_text().replace("color: firebrick", "color: crimson"))
+    edited = render(*sorted(specs.glob("*.yaml")), "-o", out, "-q")
+    assert "1 rendered, 6 already rendered" in edited.stderr
+    forced = render(dragon, "-o", out, "-q", "--force")
+    assert "1 rendered, 0 already rendered" in forced.stderr
+    rows = manifest_rows(out)
+    assert len(rows) == 7 and {r["status"] for r in rows} == {"rendered", "skipped"}
+
+
+def test_invalid_spec_is_recorded_and_the_rest_render(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("version: 1\nglobal: {description: x}\n")
+    out = tmp_path / "out"
+    res = render(SPECS[0], bad, SPECS[1], "-o", out, "--width", "256", "--height", "256")
+    assert res.exit_code == 1
+    assert f"failed: {bad}" in res.stderr and "2 rendered, 0 already rendered, 1 failed" in res.stderr
+    failed = [r for r in manifest_rows(out) if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["source"] == str(bad) and "missing required key" in failed[0]["error"]
+
+
+def test_json_log(tmp_path):
+    res = render(SPECS[0], "-o", tmp_path, "--log", "json", "--width", "128", "--height", "128")
+    lines = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    assert res.exit_code == 0 and lines and lines[0]["status"] == "rendered"
+
+
+def test_profiles_in_runners_validate_and_match_the_built_in_ones():
+    for path in sorted((REPO / "runners").glob("*.yaml")):
+        assert load_profile(str(path)).backend in ("sdxl", "preview")
+    for name, data in BUILTIN.items():
+        assert load_profile(name, search=REPO) == profile_from_dict(name, data)
+    assert (REPO / "schemas" / "profile.schema.json").read_text() == profile_schema_json()
+
+
+def test_bad_profile_is_a_located_error(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: 1\nbackend: sdxl\nrender:\n  stepz: 4\n")
+    with pytest.raises(SpecError) as info:
+        load_profile(str(bad))
+    messages = [d.message for d in info.value.diagnostics]
+    assert any("missing required key 'model'" in m for m in messages)
+    assert any("unknown key 'stepz'" in m and "did you mean 'steps'" in m for m in messages)
+    with pytest.raises(SpecError, match="no profile 'nope'"):
+        load_profile("nope")
+
+
+def test_precedence_flags_over_spec_over_profile(tmp_path):
+    from omostc import load_spec
+
+    scene = load_spec(SPECS[0])
+    scene.render = RenderSettings(steps=30, width=640)
+    profile = load_profile("tiny")
+    (item,) = plan_items([("a.yaml", scene)], profile, {"steps": 7})
+    assert (item.options.steps, item.options.width, item.options.height, item.seed) == (7, 640, 128, 12345)
+    scene.render.seed = 99
+    items = plan_items([("a.yaml", scene)], profile, images=3)
+    assert [i.seed for i in items] == [99, 100, 101]
+
+
+def test_tiny_profile_kill_9_then_rerun_finishes_cleanly(tmp_path):
+    env = {**os.environ, "OMOSTC_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "omostc.cli", "render", *map(str, SPECS), "-p", "tiny", "-o", str(out),
+            "--images", "2", "-q"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(out.glob("*/*.png"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(out.glob("*/*.png")))
+    assert 3 <= done_before < 14, "the batch should have been killed part-way"
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    pngs = sorted(out.glob("*/*.png"))
+    assert len(pngs) == 14 and not list(out.glob("**/.*.tmp"))
+    for png in pngs:
+        with Image.open(png) as image:
+            image.load()
+            assert image.size == (128, 128) and image.text["omostc.key"]
+    rows = manifest_rows(out)
+    assert len(rows) == 14 and len({(r["name"], r["seed"]) for r in rows}) == 14
+    assert sum(r["status"] == "skipped" for r in rows) >= done_before - 1
