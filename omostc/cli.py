@@ -271,7 +271,7 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
 
     from .outputs import read_provenance
     from .profile import load_profile
-    from .runner import BatchItem, ItemResult, plan_items, run_batch, spec_hash
+    from .runner import BatchItem, ItemResult, plan_items, rendered_key, run_batch, spec_hash
 
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
@@ -300,8 +300,10 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
         scene, options, seed, png_model = read_provenance(png)
         if profile.backend != "sdxl" or not profile.model:
             profile = replace(profile, backend="sdxl", model=png_model)
+        original = (rendered_key(Path(png)) or "").split("-")
+        settings = original[1] if len(original) == 3 else "from-png"  # keep the original's key
         items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
-                               spec_hash(scene), "from-png"))
+                               spec_hash(scene), settings))
 
     def make_backend():
         if profile.backend == "preview":
