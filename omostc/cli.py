@@ -219,16 +219,6 @@ def _quiet_libraries(quiet: bool) -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
-def _default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 @main.command()
 @click.argument("specs", nargs=-1)
 @click.option("-p", "--profile", "profile_name", help="Render profile: runners/NAME.yaml, a file, or built in "
@@ -256,6 +246,12 @@ def _default_device() -> str:
 @click.option("--offload", is_flag=True, help="Keep components on the CPU until they run (8 GB cards).")
 @click.option("--processor", type=click.Choice(["fast", "reference"]), help="Regional attention: fused, or Omost's literal formula.")
 @click.option("--force", is_flag=True, help="Render again what is already rendered.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: one actor per GPU (or --workers CPU workers) holding a loaded pipeline.")
+@click.option("--workers", type=click.IntRange(1, 4096), help="Ray actors (default: one per GPU, else 1).")
+@click.option("--ray-address", help="A running Ray cluster (default: start a local instance).")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads per renderer (default: torch's, "
+              "1 per Ray worker). CPU results are bit-identical between runs with the same count.")
 @click.option("--log", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per item on stderr, for CI.")
 @click.option("--from-png", "from_png", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -263,7 +259,8 @@ def _default_device() -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Failures and the summary only.")
 def render(specs, profile_name, model, out_dir, seeds, images, width, height, steps, cfg, negative_prompt,
            sketch_strength, highres_scale, highres_steps, highres_denoise, sampler, pooled, dtype, device, vae,
-           offload, processor, force, log_format, from_png, quiet) -> None:
+           offload, processor, force, executor, workers, ray_address, threads, log_format, from_png,
+           quiet) -> None:
     """Render scene specs (or Canvas code) in a batch: incremental, resumable, one failure never
     stops the rest."""
     import json as json_module
@@ -271,6 +268,7 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
 
     from .outputs import read_provenance
     from .profile import load_profile
+    from .executors import LocalExecutor, RayExecutor, make_backend
     from .runner import BatchItem, ItemResult, plan_items, rendered_key, run_batch, spec_hash
 
     if not specs and not from_png:
@@ -305,18 +303,10 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
         items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
                                spec_hash(scene), settings))
 
-    def make_backend():
-        if profile.backend == "preview":
-            from .backends.preview import PreviewBackend
-
-            return PreviewBackend()
-        from .backends.sdxl.models import load_sdxl
-        from .backends.sdxl.render import SDXLRegionalBackend
-
-        dev = profile.device or _default_device()
-        return SDXLRegionalBackend(load_sdxl(profile.model, dtype=profile.dtype or ("fp32" if dev == "cpu" else "fp16"),
-                                             device=dev, vae=profile.vae, vae_dtype=profile.vae_dtype,
-                                             offload=profile.offload), profile.processor)
+    if executor == "ray":
+        runner = RayExecutor(profile, workers=workers, address=ray_address, threads=threads)
+    else:
+        runner = LocalExecutor(lambda: make_backend(profile, threads))
 
     def report(result) -> None:
         if log_format == "json":
@@ -326,7 +316,7 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
         elif not quiet:
             click.echo(f"{result.name} seed {result.seed}: {result.status} -> {result.output}", err=True)
 
-    results = run_batch(items, make_backend, out_dir, model_name=profile.model or profile.backend,
+    results = run_batch(items, runner, out_dir, model_name=profile.model or profile.backend,
                         force=force or bool(from_png), failures=failures, on_result=report)
     counts = {s: sum(r.status == s for r in results) for s in ("rendered", "skipped", "failed")}
     if log_format == "text":

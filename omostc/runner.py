@@ -23,7 +23,6 @@ from typing import Callable
 from PIL import Image
 
 from .backends.base import RenderOptions, resolve_options
-from .diagnostics import OmostcError
 from .files import write_bytes_atomic, write_text_atomic
 from .profile import Profile
 from .spec import Scene, scene_to_dict
@@ -132,13 +131,11 @@ class Manifest:
         write_text_atomic(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values()))
 
 
-def run_batch(items: list[BatchItem], make_backend: Callable[[], object], out_dir: str | Path, *,
-              model_name: str, force: bool = False, failures: list[ItemResult] | None = None,
-              on_result: Callable[[ItemResult], None] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> list[ItemResult]:
-    """Render the items that are not rendered yet; return one result per item (and failure)."""
-    from .api import render_scene
-
+def run_batch(items: list[BatchItem], executor, out_dir: str | Path, *, model_name: str, force: bool = False,
+              failures: list[ItemResult] | None = None,
+              on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+    """Render, with ``executor`` (``omostc.executors``), the items not rendered yet; the outputs
+    and manifest rows are written here, whichever executor ran the renders."""
     out_dir = Path(out_dir)
     manifest = Manifest(out_dir / MANIFEST)
     results: list[ItemResult] = []
@@ -149,28 +146,27 @@ def run_batch(items: list[BatchItem], make_backend: Callable[[], object], out_di
         if on_result is not None:
             on_result(result)
 
+    def common(item: BatchItem) -> dict:
+        return dict(name=item.name, source=item.source, seed=item.seed, output=str(item.output(out_dir)),
+                    spec_hash=item.spec_hash, settings_hash=item.settings_hash)
+
     for failure in failures or []:
         done(failure)
     _remove_stale_temporaries(out_dir, {item.name for item in items})
-    backend = None
+    todo = []
     for item in items:
-        target = item.output(out_dir)
-        common = dict(name=item.name, source=item.source, seed=item.seed, output=str(target),
-                      spec_hash=item.spec_hash, settings_hash=item.settings_hash)
-        if not force and rendered_key(target) == item.key:
-            done(ItemResult(status="skipped", **common))
-            continue
-        started = time.perf_counter()
-        try:
-            backend = backend or make_backend()
-            ((_, data),) = render_scene(backend, item.scene, item.options, [item.seed], model_name,
-                                        progress=progress, extra_text={"omostc.key": item.key})
-            write_bytes_atomic(target, data)
-            done(ItemResult(status="rendered", seconds=time.perf_counter() - started, **common))
-        except (OmostcError, ValueError, OSError, RuntimeError, MemoryError) as exc:
-            _free_accelerator_memory()
-            done(ItemResult(status="failed", seconds=time.perf_counter() - started,
-                            error=f"{type(exc).__name__}: {exc}", **common))
+        if not force and rendered_key(item.output(out_dir)) == item.key:
+            done(ItemResult(status="skipped", **common(item)))
+        else:
+            todo.append(item)
+    for index, data, seconds, error in executor.map(todo, model_name):
+        item = todo[index]
+        if error is None:
+            try:
+                write_bytes_atomic(item.output(out_dir), data)
+            except OSError as exc:
+                error = f"cannot write {item.output(out_dir)}: {exc.strerror or exc}"
+        done(ItemResult(status="failed" if error else "rendered", seconds=seconds, error=error, **common(item)))
     return results
 
 
@@ -179,11 +175,3 @@ def _remove_stale_temporaries(out_dir: Path, names: set[str]) -> None:
     for folder in [out_dir, *(out_dir / n for n in names)]:
         for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
             tmp.unlink(missing_ok=True)
-
-
-def _free_accelerator_memory() -> None:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

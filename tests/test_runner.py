@@ -131,3 +131,25 @@ def test_tiny_profile_kill_9_then_rerun_finishes_cleanly(tmp_path):
     rows = manifest_rows(out)
     assert len(rows) == 14 and len({(r["name"], r["seed"]) for r in rows}) == 14
     assert sum(r["status"] == "skipped" for r in rows) >= done_before - 1
+
+
+@pytest.mark.parametrize("profile", ["preview", "tiny"])
+def test_ray_executor_gives_the_local_executors_outputs(tmp_path, profile):
+    pytest.importorskip("ray", reason="ray is a dev dependency")
+    env = {**os.environ, "OMOSTC_CACHE": str(tmp_path / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}
+    specs = [str(s) for s in SPECS[:4]]
+    common = [sys.executable, "-m", "omostc.cli", "render", *specs, "-p", profile, "--images", "2",
+              "--threads", "1", "--width", "256", "--height", "256", "-q"]
+    local = subprocess.run([*common, "-o", str(tmp_path / "local")], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert local.returncode == 0, local.stderr
+    ray = subprocess.run([*common, "-o", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ray.returncode == 0, ray.stderr
+    local_pngs = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").glob("*/*.png"))
+    assert len(local_pngs) == 8
+    assert local_pngs == sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").glob("*/*.png"))
+    for rel in local_pngs:
+        assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "ray" / rel).read_bytes()
+        assert Image.open(tmp_path / "ray" / rel).size == (256, 256)
+    assert len(manifest_rows(tmp_path / "ray")) == 8

@@ -1,0 +1,140 @@
+"""Where a batch's renders run: in this process, or on a Ray cluster.
+
+Both executors take the same items and give the same results; the driver (this process) always
+decides what to skip and writes every output and manifest row, so the two are interchangeable.
+The Ray executor keeps one long-lived actor per GPU (or per CPU worker), each holding a loaded
+pipeline, and streams items to whichever is free; Ray restarts a failed actor and retries its
+items.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from typing import Callable, Iterator
+
+from .backends.base import HighResFix, RenderOptions
+from .profile import Profile
+from .spec import scene_from_dict, scene_to_dict
+
+RenderResult = tuple[int, bytes | None, float, str | None]  # item index, PNG, seconds, error
+
+
+def make_backend(profile: Profile, threads: int | None = None):
+    """The backend a profile names, with its model loaded. ``threads`` pins torch's CPU threads:
+    CPU results are bit-identical only between runs with the same thread count."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if profile.backend == "preview":
+        from .backends.preview import PreviewBackend
+
+        return PreviewBackend()
+    from .backends.sdxl.models import load_sdxl
+    from .backends.sdxl.render import SDXLRegionalBackend
+
+    device = profile.device or default_device()
+    dtype = profile.dtype or ("fp32" if device == "cpu" else "fp16")
+    return SDXLRegionalBackend(load_sdxl(profile.model, dtype=dtype, device=device, vae=profile.vae,
+                                         vae_dtype=profile.vae_dtype, offload=profile.offload), profile.processor)
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _payload(index: int, item, model_name: str) -> dict:
+    return {"index": index, "scene": scene_to_dict(item.scene), "options": asdict(item.options),
+            "seed": item.seed, "key": item.key, "model": model_name}
+
+
+def _render_payload(backend, payload: dict) -> RenderResult:
+    from .api import render_scene
+
+    started = time.perf_counter()
+    try:
+        options = dict(payload["options"])
+        options["highres"] = HighResFix(**options["highres"])
+        ((_, data),) = render_scene(backend, scene_from_dict(payload["scene"]), RenderOptions(**options),
+                                    [payload["seed"]], payload["model"], extra_text={"omostc.key": payload["key"]})
+        return payload["index"], data, time.perf_counter() - started, None
+    except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
+        _free_accelerator_memory()
+        return payload["index"], None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+
+
+def _free_accelerator_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class RayExecutor:
+    """Renders items on Ray actors: a local instance by default, or a cluster by address."""
+
+    def __init__(self, profile: Profile, workers: int | None = None, address: str | None = None,
+                 threads: int | None = None):
+        self.profile = profile
+        self.workers = workers
+        self.address = address
+        self.threads = threads
+
+    def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+        from ray.util import ActorPool
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     ignore_reinit_error=True, logging_level="ERROR")
+        try:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            count = self.workers or max(gpus, 1)
+            threads = self.threads or 1
+            resources = {"num_gpus": 1} if gpus else {"num_cpus": threads}
+            worker_cls = ray.remote(max_restarts=2, max_task_retries=2, **resources)(_Worker)
+            actors = [worker_cls.remote(self.profile, threads) for _ in range(count)]
+            pool = ActorPool(actors)
+            payloads = [_payload(i, item, model_name) for i, item in enumerate(items)]
+            yield from pool.map_unordered(lambda actor, p: actor.render.remote(p), payloads)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+class _Worker:
+    """A Ray actor holding one loaded pipeline for its whole life."""
+
+    def __init__(self, profile: Profile, threads: int):
+        self.backend = make_backend(profile, threads)
+
+    def render(self, payload: dict) -> RenderResult:
+        return _render_payload(self.backend, payload)
+
+
+class LocalExecutor:
+    """Renders items in this process, the backend made once on first need."""
+
+    def __init__(self, make: Callable[[], object]):
+        self.make = make
+        self.backend = None
+
+    def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
+        for index, item in enumerate(items):
+            try:
+                self.backend = self.backend or self.make()
+            except Exception as exc:  # noqa: BLE001 - a model that will not load fails every item, reported
+                yield index, None, 0.0, f"{type(exc).__name__}: {exc}"
+                continue
+            yield _render_payload(self.backend, _payload(index, item, model_name))
