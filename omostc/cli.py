@@ -306,7 +306,12 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
     if executor == "ray":
         runner = RayExecutor(profile, workers=workers, address=ray_address, threads=threads)
     else:
-        runner = LocalExecutor(lambda: make_backend(profile, threads))
+        live = log_format == "text" and not quiet and sys.stderr.isatty()
+
+        def show_step(item, step: int, steps: int) -> None:  # one self-overwriting status line
+            click.echo(f"\r  rendering {item.name} seed {item.seed}: step {step}/{steps}\033[K", err=True, nl=False)
+
+        runner = LocalExecutor(lambda: make_backend(profile, threads), show_step if live else None)
 
     def report(result) -> None:
         if log_format == "json":
@@ -314,7 +319,10 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
         elif result.status == "failed":
             click.echo(f"{result.source}: error: {result.error}", err=True)
         elif not quiet:
-            click.echo(f"{result.name} seed {result.seed}: {result.status} -> {result.output}", err=True)
+            prefix = "\r" if sys.stderr.isatty() else ""
+            click.echo(f"{prefix}{result.name} seed {result.seed}: {result.status} -> {result.output}\033[K"
+                       if prefix else f"{result.name} seed {result.seed}: {result.status} -> {result.output}",
+                       err=True)
 
     results = run_batch(items, runner, out_dir, model_name=profile.model or profile.backend,
                         force=force or bool(from_png), failures=failures, on_result=report)

@@ -56,7 +56,7 @@ def _payload(index: int, item, model_name: str) -> dict:
             "seed": item.seed, "key": item.key, "model": model_name}
 
 
-def _render_payload(backend, payload: dict) -> RenderResult:
+def _render_payload(backend, payload: dict, progress=None) -> RenderResult:
     from .api import render_scene
 
     started = time.perf_counter()
@@ -64,7 +64,8 @@ def _render_payload(backend, payload: dict) -> RenderResult:
         options = dict(payload["options"])
         options["highres"] = HighResFix(**options["highres"])
         ((_, data),) = render_scene(backend, scene_from_dict(payload["scene"]), RenderOptions(**options),
-                                    [payload["seed"]], payload["model"], extra_text={"omostc.key": payload["key"]})
+                                    [payload["seed"]], payload["model"], progress=progress,
+                                    extra_text={"omostc.key": payload["key"]})
         return payload["index"], data, time.perf_counter() - started, None
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
         _free_accelerator_memory()
@@ -126,9 +127,10 @@ class _Worker:
 class LocalExecutor:
     """Renders items in this process, the backend made once on first need."""
 
-    def __init__(self, make: Callable[[], object]):
+    def __init__(self, make: Callable[[], object], progress: Callable[[object, int, int], None] | None = None):
         self.make = make
         self.backend = None
+        self.progress = progress  # (item, denoising step, steps)
 
     def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
         for index, item in enumerate(items):
@@ -137,4 +139,5 @@ class LocalExecutor:
             except Exception as exc:  # noqa: BLE001 - a model that will not load fails every item, reported
                 yield index, None, 0.0, f"{type(exc).__name__}: {exc}"
                 continue
-            yield _render_payload(self.backend, _payload(index, item, model_name))
+            step = (lambda i, n, item=item: self.progress(item, i, n)) if self.progress else None
+            yield _render_payload(self.backend, _payload(index, item, model_name), step)
