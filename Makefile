@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_lower.py
 	$(BIN)/python benchmarks/bench_render.py --size small --res 512
+	$(BIN)/python benchmarks/bench_runner.py
 
 # SDXL's own UNet (2.6B parameters, random weights): about 12 minutes and 17 GB on a 2-core CPU.
 bench-full: setup

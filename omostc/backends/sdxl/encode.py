@@ -81,8 +81,9 @@ class SDXLTextEncoder:
         if not missing:
             return
         te1, te2 = self.model.text_encoder, self.model.text_encoder_2
-        ids1 = torch.tensor([k[0] for k in missing], dtype=torch.long, device=te1.device)
-        ids2 = torch.tensor([k[1] for k in missing], dtype=torch.long, device=te2.device)
+        device = getattr(self.model, "execution_device", None) or te1.device
+        ids1 = torch.tensor([k[0] for k in missing], dtype=torch.long, device=device)
+        ids2 = torch.tensor([k[1] for k in missing], dtype=torch.long, device=device)
         h1 = te1(ids1, output_hidden_states=True).hidden_states[-2]
         text_model = getattr(te2, "text_model", te2)  # CLIPTextModelWithProjection or CLIPTextModel
         out2 = text_model(ids2, output_hidden_states=True)

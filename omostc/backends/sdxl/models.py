@@ -36,6 +36,7 @@ class SDXLModel:
     source: str
     offloaded: bool = False
     scheduler_config: dict | None = None  # the checkpoint's own, for diffusers schedulers by name
+    execution_device: Any = None  # where the UNet runs (with offload, not where its weights rest)
 
     @property
     def device(self):
@@ -98,6 +99,8 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
     ``vae`` overrides the VAE (folder, hub id or single file); ``offload`` keeps each component
     on the CPU until it runs (for 8 GB cards); ``variant="fp16"`` picks fp16 weight files.
     """
+    import torch
+
     cls = _pipeline_class()
     dt = torch_dtype(dtype)
     model = resolve_model(model)
@@ -121,7 +124,8 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
         pipe.to(device)
     return SDXLModel(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder,
                      text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer, tokenizer_2=pipe.tokenizer_2,
-                     source=str(model), offloaded=offload, scheduler_config=dict(pipe.scheduler.config))
+                     source=str(model), offloaded=offload, scheduler_config=dict(pipe.scheduler.config),
+                     execution_device=torch.device(device))
 
 
 def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files_only):

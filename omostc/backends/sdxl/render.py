@@ -63,6 +63,8 @@ class SDXLRegionalBackend:
         self.encoder = SDXLTextEncoder(model)
         self.attention = RegionalAttention(model.unet, processor)
         self.schedule = DiscreteSchedule()
+        # diffusers' ``.device`` walks the parameters (about 1 ms a call): ask once.
+        self.device = model.execution_device or model.unet.device
 
     @property
     def tokenizer(self):
@@ -78,13 +80,13 @@ class SDXLRegionalBackend:
     @torch.inference_mode()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae
-        latent = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+        latent = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist.mode()
         return latent * vae.config.scaling_factor
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         vae = self.model.vae
-        return to_uint8(vae.decode(latents.to(vae.device, vae.dtype) / vae.config.scaling_factor).sample)
+        return to_uint8(vae.decode(latents.to(self.device, vae.dtype) / vae.config.scaling_factor).sample)
 
     def denoiser(self, inputs: UNetInputs, cfg: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         unet = self.model.unet
@@ -106,13 +108,13 @@ class SDXLRegionalBackend:
         unet = self.model.unet
         n, _, lh, lw = initial.shape
         noise = torch.cat([torch.randn((1, *initial.shape[1:]), generator=g, device=g.device, dtype=unet.dtype)
-                           for g in generators]).to(unet.device)
-        inputs = unet_inputs(cond, n, lh * self.vae_scale, lw * self.vae_scale, unet.device, unet.dtype)
+                           for g in generators]).to(self.device)
+        inputs = unet_inputs(cond, n, lh * self.vae_scale, lw * self.vae_scale, self.device, unet.dtype)
         plan = RegionPlan.build(ir, [c.shape[0] for c in cond.layers], lh, lw, n)
         with self.attention.active(plan):
             if sampler != "omost":
                 return self._sample_diffusers(sampler, inputs, initial, noise, steps, strength, cfg, progress)
-            sigmas = self.schedule.sigmas_for(steps, strength).to(unet.device)
+            sigmas = self.schedule.sigmas_for(steps, strength).to(self.device)
             latents = initial.to(noise) + noise * sigmas[0].to(noise)
             return sample_dpmpp_2m(self.denoiser(inputs, cfg), latents, sigmas, callback=progress)
 
@@ -127,7 +129,7 @@ class SDXLRegionalBackend:
                               "(e.g. DPMSolverMultistepScheduler, EulerDiscreteScheduler)")
         unet = self.model.unet
         scheduler = cls.from_config(self.model.scheduler_config or {})
-        scheduler.set_timesteps(steps, device=unet.device)
+        scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps
         if strength < 1.0:
             start = steps - min(int(steps * strength), steps)
@@ -161,7 +163,7 @@ class SDXLRegionalBackend:
         initial, strength = self.initial_latent(ir, o)
         images = []
         for seed in seeds:
-            generator = torch.Generator(device=self.model.unet.device).manual_seed(int(seed))
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
             latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress, o.sampler)
             pixels = self.decode(latents)
             if o.highres.scale > 1.0 + HIGHRES_EPS:
@@ -175,7 +177,7 @@ class SDXLRegionalBackend:
             sketch = torch.from_numpy(ir.initial_image(o.height, o.width))[None]
             return self.encode_image(sketch).float(), o.sketch_strength
         size = (1, 4, o.height // self.vae_scale, o.width // self.vae_scale)
-        return torch.zeros(size, device=self.model.unet.device, dtype=torch.float32), 1.0
+        return torch.zeros(size, device=self.device, dtype=torch.float32), 1.0
 
     def highres_fix(self, ir, cond, pixels, generators, o: RenderOptions, progress=None) -> list[np.ndarray]:
         h, w = pixels[0].shape[:2]
