@@ -21,12 +21,13 @@ demo: setup
 	$(BIN)/omostc lower out/specs/dragon.yaml --json --sketch out/dragon.sketch.png > out/dragon.ir.json
 	$(BIN)/omostc preview out/specs/dragon.yaml -o out/dragon.preview.png
 	$(BIN)/omostc decompile out/specs/dragon.yaml --fence > out/dragon.canvas.md
-	$(BIN)/omostc dev tiny-sdxl out/tiny-sdxl --seed 0 > /dev/null
-	$(BIN)/omostc render out/specs/dragon.yaml --model out/tiny-sdxl -o out/renders --width 256 --height 256 --steps 4 -q
+	$(BIN)/omostc render out/specs/*.yaml -o out/previews -q
+	$(BIN)/omostc render out/specs/dragon.yaml -p tiny -o out/renders -q
 	@echo "demo: specs in out/specs/; for the dragon scene: IR (out/dragon.ir.json), layout preview"
-	@echo "      (out/dragon.preview.png), colour sketch (out/dragon.sketch.png), Canvas code (out/dragon.canvas.md),"
-	@echo "      and a render through the whole pipeline (out/renders/dragon/12345.png) with the offline"
-	@echo "      random-weight model, so it is noise: give --model SG161222/RealVisXL_V4.0 for real pictures."
+	@echo "      (out/dragon.preview.png), colour sketch (out/dragon.sketch.png), Canvas code (out/dragon.canvas.md);"
+	@echo "      every scene's preview render (out/previews/, the default profile) and one render through the whole"
+	@echo "      pipeline with the offline random-weight model (out/renders/dragon/12345.png: noise, as its weights"
+	@echo "      are random; -p realvisxl-v4 renders real pictures)."
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -308,8 +308,10 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
     else:
         live = log_format == "text" and not quiet and sys.stderr.isatty()
 
-        def show_step(item, step: int, steps: int) -> None:  # one self-overwriting status line
-            click.echo(f"\r  rendering {item.name} seed {item.seed}: step {step}/{steps}\033[K", err=True, nl=False)
+        def show_step(item, position: int, total: int, step: int, steps: int) -> None:  # one status line
+            bar = "#" * (20 * step // steps)
+            click.echo(f"\r  [{position}/{total}] {item.name} seed {item.seed} [{bar:<20}] step {step}/{steps}\033[K",
+                       err=True, nl=False)
 
         runner = LocalExecutor(lambda: make_backend(profile, threads), show_step if live else None)
 

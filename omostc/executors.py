@@ -127,10 +127,10 @@ class _Worker:
 class LocalExecutor:
     """Renders items in this process, the backend made once on first need."""
 
-    def __init__(self, make: Callable[[], object], progress: Callable[[object, int, int], None] | None = None):
+    def __init__(self, make: Callable[[], object], progress: Callable[..., None] | None = None):
         self.make = make
         self.backend = None
-        self.progress = progress  # (item, denoising step, steps)
+        self.progress = progress  # (item, its position, items, denoising step, steps)
 
     def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
         for index, item in enumerate(items):
@@ -139,5 +139,6 @@ class LocalExecutor:
             except Exception as exc:  # noqa: BLE001 - a model that will not load fails every item, reported
                 yield index, None, 0.0, f"{type(exc).__name__}: {exc}"
                 continue
-            step = (lambda i, n, item=item: self.progress(item, i, n)) if self.progress else None
+            step = ((lambda i, n, item=item, k=index: self.progress(item, k + 1, len(items), i, n))
+                    if self.progress else None)
             yield _render_payload(self.backend, _payload(index, item, model_name), step)

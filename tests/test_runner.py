@@ -153,3 +153,25 @@ def test_ray_executor_gives_the_local_executors_outputs(tmp_path, profile):
         assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "ray" / rel).read_bytes()
         assert Image.open(tmp_path / "ray" / rel).size == (256, 256)
     assert len(manifest_rows(tmp_path / "ray")) == 8
+
+
+def test_a_failing_item_is_recorded_and_the_batch_goes_on(tmp_path):
+    from omostc import load_spec
+    from omostc.backends.preview import PreviewBackend
+    from omostc.executors import LocalExecutor
+
+    class FlakyBackend(PreviewBackend):
+        def render(self, ir, options, seeds, progress=None):
+            if seeds == [12346]:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().render(ir, options, seeds, progress)
+
+    profile = load_profile("preview")
+    items = plan_items([(str(SPECS[0]), load_spec(SPECS[0]))], profile, {"width": 128, "height": 128}, images=3)
+    from omostc.runner import run_batch
+
+    results = run_batch(items, LocalExecutor(FlakyBackend), tmp_path, model_name="preview")
+    assert [r.status for r in results] == ["rendered", "failed", "rendered"]
+    assert "CUDA out of memory" in results[1].error
+    rows = manifest_rows(tmp_path)
+    assert [r["status"] for r in rows] == ["rendered", "failed", "rendered"]
