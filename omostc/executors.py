@@ -84,11 +84,12 @@ class RayExecutor:
     """Renders items on Ray actors: a local instance by default, or a cluster by address."""
 
     def __init__(self, profile: Profile, workers: int | None = None, address: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, worker_cls: type | None = None):
         self.profile = profile
         self.workers = workers
         self.address = address
         self.threads = threads
+        self.worker_cls = worker_cls or RenderWorker
 
     def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -104,7 +105,7 @@ class RayExecutor:
             count = self.workers or max(gpus, 1)
             threads = self.threads or 1
             resources = {"num_gpus": 1} if gpus else {"num_cpus": threads}
-            worker_cls = ray.remote(max_restarts=2, max_task_retries=2, **resources)(_Worker)
+            worker_cls = ray.remote(max_restarts=2, max_task_retries=2, **resources)(self.worker_cls)
             actors = [worker_cls.remote(self.profile, threads) for _ in range(count)]
             pool = ActorPool(actors)
             payloads = [_payload(i, item, model_name) for i, item in enumerate(items)]
@@ -114,7 +115,7 @@ class RayExecutor:
                 ray.shutdown()
 
 
-class _Worker:
+class RenderWorker:
     """A Ray actor holding one loaded pipeline for its whole life."""
 
     def __init__(self, profile: Profile, threads: int):

@@ -131,6 +131,8 @@ def test_tiny_profile_kill_9_then_rerun_finishes_cleanly(tmp_path):
     rows = manifest_rows(out)
     assert len(rows) == 14 and len({(r["name"], r["seed"]) for r in rows}) == 14
     assert sum(r["status"] == "skipped" for r in rows) >= done_before - 1
+    third = subprocess.run(args[:-1], env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and "0 rendered, 14 already rendered, 0 failed" in third.stderr
 
 
 @pytest.mark.parametrize("profile", ["preview", "tiny"])
@@ -175,3 +177,27 @@ def test_a_failing_item_is_recorded_and_the_batch_goes_on(tmp_path):
     assert "CUDA out of memory" in results[1].error
     rows = manifest_rows(tmp_path)
     assert [r["status"] for r in rows] == ["rendered", "failed", "rendered"]
+
+
+def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
+    pytest.importorskip("ray", reason="ray is a dev dependency")
+    from omostc import load_spec
+    from omostc.executors import RayExecutor, RenderWorker
+    from omostc.runner import run_batch
+
+    marker = tmp_path / "crashed"
+
+    class CrashOnce(RenderWorker):  # dies, process and all, on its first item; Ray restarts it
+        def render(self, payload):
+            if not marker.exists():
+                marker.write_text("x")
+                os._exit(1)
+            return super().render(payload)
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    profile = load_profile("preview")
+    items = plan_items([(str(s), load_spec(s)) for s in SPECS[:3]], profile, {"width": 128, "height": 128})
+    executor = RayExecutor(profile, workers=1, threads=1, worker_cls=CrashOnce)
+    results = run_batch(items, executor, tmp_path, model_name="preview")
+    assert marker.exists() and [r.status for r in results] == ["rendered"] * 3
+    assert all(Path(r.output).is_file() for r in results)
