@@ -266,10 +266,9 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
     import json as json_module
     from dataclasses import replace
 
-    from .outputs import read_provenance
-    from .profile import load_profile
     from .executors import LocalExecutor, RayExecutor, make_backend
-    from .runner import BatchItem, ItemResult, plan_items, rendered_key, run_batch, spec_hash
+    from .profile import load_profile
+    from .runner import collect_batch, run_batch
 
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
@@ -278,30 +277,14 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
         profile = replace(profile, name=profile.name if profile_name else "cli", backend="sdxl", model=model)
     profile = replace(profile, dtype=dtype or profile.dtype, device=device or profile.device, vae=vae or profile.vae,
                       offload=offload or profile.offload, processor=processor or profile.processor)
-    if profile.backend == "sdxl":
-        _quiet_libraries(quiet or log_format == "json")
     overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
                      sketch_strength=sketch_strength, sampler=sampler, pooled=pooled, highres_scale=highres_scale,
                      highres_steps=highres_steps, highres_denoise=highres_denoise)
-    sources, failures = [], []
-    for item in specs:
-        try:
-            scene, warnings = load_scene(item)
-            _print_diagnostics(warnings, quiet or log_format == "json")
-            sources.append((item, scene))
-        except OmostcError as exc:
-            _print_diagnostics(getattr(exc, "diagnostics", None) or [], False)
-            failures.append(ItemResult(name=Path(item).stem, source=item, seed=None, status="failed",
-                                       error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-    items = plan_items(sources, profile, overrides, list(seeds) or None, images)
-    for png in from_png:  # exact re-renders: the PNG's own scene, settings, seed and model
-        scene, options, seed, png_model = read_provenance(png)
-        if profile.backend != "sdxl" or not profile.model:
-            profile = replace(profile, backend="sdxl", model=png_model)
-        original = (rendered_key(Path(png)) or "").split("-")
-        settings = original[1] if len(original) == 3 else "from-png"  # keep the original's key
-        items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
-                               spec_hash(scene), settings))
+    batch = collect_batch(list(specs), profile, overrides, list(seeds) or None, images, list(from_png))
+    profile, items = batch.profile, batch.items
+    _print_diagnostics(batch.warnings, quiet or log_format == "json")
+    if profile.backend == "sdxl":
+        _quiet_libraries(quiet or log_format == "json")
 
     if executor == "ray":
         runner = RayExecutor(profile, workers=workers, address=ray_address, threads=threads)
@@ -327,11 +310,11 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
                        err=True)
 
     results = run_batch(items, runner, out_dir, model_name=profile.model or profile.backend,
-                        force=force or bool(from_png), failures=failures, on_result=report)
+                        force=force or bool(from_png), failures=batch.failures, on_result=report)
     counts = {s: sum(r.status == s for r in results) for s in ("rendered", "skipped", "failed")}
     if log_format == "text":
         click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed "
-                   f"(profile {profile.name}, {out_dir}/{'manifest.jsonl'})", err=True)
+                   f"(profile {profile.name}, {Path(out_dir) / 'manifest.jsonl'})", err=True)
         for r in results:
             if r.status == "failed":
                 click.echo(f"  failed: {r.source}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)

@@ -23,6 +23,7 @@ from typing import Callable
 from PIL import Image
 
 from .backends.base import RenderOptions, resolve_options
+from .diagnostics import OmostcError
 from .files import write_bytes_atomic, write_text_atomic
 from .profile import Profile
 from .spec import Scene, scene_to_dict
@@ -101,6 +102,46 @@ def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: di
             items.append(BatchItem(name, source, scene, int(seed), options, spec_hash(scene), settings))
     items.sort(key=lambda it: (it.options.snapped().width, it.options.snapped().height))
     return items
+
+
+@dataclass
+class Batch:
+    profile: Profile
+    items: list[BatchItem]
+    failures: list[ItemResult]  # inputs that did not load
+    warnings: list = field(default_factory=list)  # located diagnostics of the inputs that did
+
+
+def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = None, seeds: list[int] | None = None,
+                  images: int | None = None, from_png: list[str] = ()) -> Batch:
+    """Load every input (specs or Canvas code; a bad one becomes a failure, not an exception),
+    plan its items, and add exact re-renders of omostc PNGs (their own scene, settings, seed
+    and model; the profile switches to that model if it has none)."""
+    from dataclasses import replace
+
+    from .api import load_scene
+    from .outputs import read_provenance
+
+    sources, failures, warnings = [], [], []
+    for source in specs:
+        try:
+            scene, found = load_scene(source)
+            warnings.extend(found)
+            sources.append((source, scene))
+        except OmostcError as exc:
+            warnings.extend(getattr(exc, "diagnostics", None) or [])
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed", error=first))
+    items = plan_items(sources, profile, overrides, seeds, images)
+    for png in from_png:
+        scene, options, seed, png_model = read_provenance(png)
+        if profile.backend != "sdxl" or not profile.model:
+            profile = replace(profile, backend="sdxl", model=png_model)
+        original = (rendered_key(Path(png)) or "").split("-")
+        settings = original[1] if len(original) == 3 else "from-png"  # keep the original's key
+        items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
+                               spec_hash(scene), settings))
+    return Batch(profile, items, failures, warnings)
 
 
 def rendered_key(path: Path) -> str | None:
