@@ -79,10 +79,6 @@ class SceneIR:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def global_layer(self) -> Layer:
-        return self.layers[0]
-
-    @property
     def region_layers(self) -> list[Layer]:
         return self.layers[1:]
 

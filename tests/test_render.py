@@ -182,3 +182,12 @@ def test_vae_override_and_dtype_loading(tiny_model_dir):
     ir = lower(load_spec(REPO / "specs" / "mountain-cabin.yaml"), backend.tokenizer)
     (image,) = backend.render(ir, RenderOptions(width=64, height=64, steps=2), [0])
     assert image.size == (64, 64)
+
+
+def test_offload_renders_the_same_image(tiny_model_dir, backend, dragon_ir):
+    """accelerate's model offload hooks (on a GPU: weights on the CPU until used) change nothing."""
+    offloaded = SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu", offload=True))
+    assert offloaded.model.offloaded
+    (a,) = offloaded.render(dragon_ir, SMALL, [9])
+    (b,) = backend.render(dragon_ir, SMALL, [9])
+    assert np.array_equal(pixels(a), pixels(b))

@@ -43,8 +43,13 @@ class RenderOptions:
 class Backend(Protocol):
     name: str
 
-    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int]):
-        """One PIL image per seed."""
+    @property
+    def tokenizer(self):
+        """The tokenizer scenes are lowered with for this backend (its bags must fit its encoders)."""
+        ...
+
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None):
+        """One PIL image per seed; ``progress(step, steps)`` is called as denoising advances."""
         ...
 
 
