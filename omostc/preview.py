@@ -48,6 +48,8 @@ def layout_png(ir: SceneIR, width: int, height: int) -> bytes:
         slot = taken.get((x0, y0), 0)
         taken[(x0, y0)] = slot + 1
         tx, ty = x0 + 2 * line, y0 + 2 * line + slot * (font.size + 8)
+        text_width = draw.textlength(label, font=font)
+        tx = max(2, min(tx, width - text_width - 6))  # keep labels of boxes at the right edge readable
         bbox = draw.textbbox((tx, ty), label, font=font)
         draw.rectangle((bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2), fill=(0, 0, 0, 170))
         draw.text((tx, ty), label, font=font, fill=(255, 255, 255, 255))
