@@ -322,6 +322,82 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
         sys.exit(1)
 
 
+def _llm_options(f):
+    for option in reversed([
+        click.option("--base-url", envvar="OMOSTC_LLM_URL", required=True,
+                     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp, vLLM, Ollama, "
+                          "LM Studio); or $OMOSTC_LLM_URL."),
+        click.option("--model", "llm_model", envvar="OMOSTC_LLM_MODEL", default="omost-llama-3-8b-4bits",
+                     show_default=True, help="The model name the server knows."),
+        click.option("--api-key", envvar="OMOSTC_LLM_API_KEY", help="Bearer token, if the server wants one."),
+        click.option("--retries", type=click.IntRange(0, 20), default=0, show_default=True,
+                     help="Ask again, with a new seed, when an answer does not compile."),
+        click.option("--seed", type=int, help="Sampling seed."),
+        click.option("--temperature", type=click.FloatRange(0, 2), default=0.6, show_default=True),
+        click.option("--top-p", type=click.FloatRange(0, 1), default=0.9, show_default=True),
+        click.option("--max-tokens", type=click.IntRange(16, 32768), default=4096, show_default=True),
+        click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (else stdout)."),
+        click.option("-q", "--quiet", is_flag=True, help="Do not stream the answer to the terminal."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet):
+    from .llm import OpenAIChatBackend, SamplingOptions, generate
+
+    backend = OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key)
+    echo = None if quiet else (lambda text: click.echo(text, err=True, nl=False))
+    try:
+        result = generate(backend, messages, retries=retries, prompt=prompt, on_text=echo,
+                          sampling=SamplingOptions(temperature, top_p, max_tokens, seed))
+    except CompileError as exc:
+        if not quiet:
+            click.echo("", err=True)
+        _print_diagnostics(exc.diagnostics)
+        click.echo(f"the answer{'s' if retries else ''} did not compile"
+                   + (f" ({retries + 1} attempts)" if retries else ""), err=True)
+        sys.exit(1)
+    except OmostcError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if not quiet:
+        click.echo("", err=True)
+    _print_diagnostics(result.result.warnings, quiet)
+    text = dumps_spec(result.scene, schema_ref=schema_ref_for(output))
+    if output:
+        write_text_atomic(output, text)
+        click.echo(f"-> {output} (attempt {result.attempts})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("prompt")
+@_llm_options
+def generate(prompt, **kw) -> None:
+    """Ask an LLM for a scene: prompt -> Canvas code -> a compiled, validated spec."""
+    from .llm import new_conversation
+
+    _ask(new_conversation(prompt), prompt, **kw)
+
+
+@main.command()
+@click.argument("spec")
+@click.argument("request")
+@_llm_options
+def edit(spec, request, **kw) -> None:
+    """Ask an LLM to change a scene ("change the dragon to a dinosaur")."""
+    from .llm import edit_conversation
+
+    try:
+        scene, _ = load_scene(spec)
+    except OmostcError as exc:
+        _print_diagnostics(getattr(exc, "diagnostics", None) or [])
+        sys.exit(1)
+    _ask(edit_conversation(scene, request), request, **kw)
+
+
 @main.group()
 def dev() -> None:
     """Developer tools."""

@@ -1,0 +1,153 @@
+"""The LLM front against a real HTTP server on loopback that speaks OpenAI's streaming protocol."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from click.testing import CliRunner
+
+from omostc import compile_canvas, load_spec
+from omostc.cli import main
+from omostc.tables import system_prompt
+
+from conftest import REPO
+
+CLEAN = (REPO / "specs" / "src" / "dragon.md").read_text(encoding="utf-8")
+EDITED = (REPO / "specs" / "src" / "dinosaur.md").read_text(encoding="utf-8")
+TRUNCATED = CLEAN[: len(CLEAN) // 2]
+INVALID = CLEAN.replace("HTML_web_color_name='firebrick'", "HTML_web_color_name=f'{red}'")
+
+
+class ChatServer:
+    """Answers each POST to /v1/chat/completions with the next scripted text, in small chunks."""
+
+    def __init__(self, answers: list[str], status: int = 200):
+        self.answers, self.requests, self.status = list(answers), [], status
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "body": body})
+                if server.status != 200:
+                    self.send_response(server.status)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "model not found"}')
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                text = server.answers.pop(0)
+                for i in range(0, len(text), 37):
+                    chunk = {"choices": [{"index": 0, "delta": {"content": text[i:i + 37]}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat():
+    servers = []
+
+    def start(answers, status=200):
+        servers.append(ChatServer(answers, status))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_generate_streams_compiles_and_records_the_conversation(chat, tmp_path):
+    server = chat([CLEAN])
+    out = tmp_path / "dragon.yaml"
+    res = run("generate", "a dragon fighting warriors", "--base-url", server.url, "--model", "omost", "-o", out,
+              "--seed", 7)
+    assert res.exit_code == 0, res.output
+    assert "canvas = Canvas()" in res.stderr  # streamed as it came
+    (request,) = server.requests
+    assert request["path"] == "/v1/chat/completions"
+    body = request["body"]
+    assert body["stream"] is True and body["model"] == "omost" and body["seed"] == 7
+    assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.6, 0.9, 4096)
+    messages = body["messages"]
+    assert messages[0] == {"role": "system", "content": system_prompt()}
+    assert system_prompt().encode() == (REPO / "omostc" / "data" / "system_prompt.txt").read_bytes()
+    assert messages[1] == {"role": "user", "content": "a dragon fighting warriors"}
+    scene = load_spec(out)
+    assert scene.regions == compile_canvas(CLEAN).scene.regions
+    assert scene.provenance.prompt == "a dragon fighting warriors" and scene.provenance.model == "omost"
+    assert [m.role for m in scene.provenance.conversation] == ["user", "assistant"]
+    assert scene.provenance.conversation[1].content == CLEAN
+
+
+def test_edit_sends_the_stored_conversation_then_the_request(chat, tmp_path):
+    server = chat([CLEAN, EDITED])
+    first, second = tmp_path / "dragon.yaml", tmp_path / "dino.yaml"
+    assert run("generate", "a dragon", "--base-url", server.url, "-o", first, "-q").exit_code == 0
+    res = run("edit", first, "change the dragon to a dinosaur", "--base-url", server.url, "-o", second, "-q")
+    assert res.exit_code == 0, res.output
+    messages = server.requests[1]["body"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"] == system_prompt() and messages[2]["content"] == CLEAN
+    assert messages[3]["content"] == "change the dragon to a dinosaur"
+    assert "dinosaur" in load_spec(second).global_description.description
+
+
+def test_edit_of_a_spec_without_a_conversation_sends_its_decompiled_canvas(chat, tmp_path):
+    server = chat([EDITED])
+    res = run("edit", REPO / "specs" / "tides-bbox.yaml", "make the moon red", "--base-url", server.url, "-q",
+              "-o", tmp_path / "x.yaml")
+    assert res.exit_code == 0, res.output
+    messages = server.requests[0]["body"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "assistant", "user"]
+    assistant = messages[1]["content"]
+    assert assistant.startswith("```python\n# Initialize the canvas\ncanvas = Canvas()") and "bbox=[" in assistant
+    assert compile_canvas(assistant).scene == replace(load_spec(REPO / "specs" / "tides-bbox.yaml"), provenance=None)
+
+
+def test_retries_resample_until_an_answer_compiles(chat, tmp_path):
+    server = chat([TRUNCATED, INVALID, CLEAN])
+    res = run("generate", "a dragon", "--base-url", server.url, "--retries", "2", "--seed", "1", "-q",
+              "-o", tmp_path / "s.yaml")
+    assert res.exit_code == 0, res.output
+    assert "attempt 3" in res.stderr
+    seeds = [r["body"]["seed"] for r in server.requests]
+    assert len(seeds) == 3 and len(set(seeds)) == 3
+
+
+def test_an_answer_that_does_not_compile_is_a_located_error(chat, tmp_path):
+    server = chat([TRUNCATED])
+    res = run("generate", "a dragon", "--base-url", server.url, "-q", "-o", tmp_path / "s.yaml")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "<answer 1>:" in res.stderr and "truncated" in res.stderr
+    assert not (tmp_path / "s.yaml").exists()
+    server = chat([INVALID])
+    res = run("generate", "a dragon", "--base-url", server.url, "-q")
+    assert res.exit_code == 1 and "f-string" in res.stderr
+
+
+def test_server_errors_are_clear(chat):
+    server = chat([], status=404)
+    res = run("generate", "a dragon", "--base-url", server.url, "-q")
+    assert res.exit_code == 1 and "HTTP 404" in res.stderr and "model not found" in res.stderr
+    res = run("generate", "a dragon", "--base-url", "http://127.0.0.1:9/v1", "-q")
+    assert res.exit_code == 1 and "cannot reach" in res.stderr
