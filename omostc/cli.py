@@ -210,13 +210,17 @@ def schema(output: str | None, kind: str) -> None:
 
 def _quiet_libraries(quiet: bool) -> None:
     """Keep diffusers' and transformers' loading chatter out of a quiet run's output."""
-    import diffusers
-    import transformers
+    import importlib
 
-    transformers.utils.logging.set_verbosity_error()
-    if quiet:
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()
+    for name in ("transformers", "diffusers"):
+        try:
+            library = importlib.import_module(name)
+        except ImportError:  # an install with only one of the extras
+            continue
+        if name == "transformers":
+            library.utils.logging.set_verbosity_error()
+        if quiet:
+            library.utils.logging.disable_progress_bar()
 
 
 @main.command()
@@ -324,11 +328,11 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
 
 def _llm_options(f):
     for option in reversed([
-        click.option("--base-url", envvar="OMOSTC_LLM_URL", required=True,
+        click.option("--base-url", envvar="OMOSTC_LLM_URL",
                      help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp, vLLM, Ollama, "
-                          "LM Studio); or $OMOSTC_LLM_URL."),
-        click.option("--model", "llm_model", envvar="OMOSTC_LLM_MODEL", default="omost-llama-3-8b-4bits",
-                     show_default=True, help="The model name the server knows."),
+                          "LM Studio); or $OMOSTC_LLM_URL. Without it the model runs here, with transformers."),
+        click.option("--model", "llm_model", envvar="OMOSTC_LLM_MODEL", default="lllyasviel/omost-llama-3-8b-4bits",
+                     show_default=True, help="Hub id or folder (transformers), or the name the server knows."),
         click.option("--api-key", envvar="OMOSTC_LLM_API_KEY", help="Bearer token, if the server wants one."),
         click.option("--retries", type=click.IntRange(0, 20), default=0, show_default=True,
                      help="Ask again, with a new seed, when an answer does not compile."),
@@ -344,11 +348,20 @@ def _llm_options(f):
 
 
 def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet):
-    from .llm import OpenAIChatBackend, SamplingOptions, generate
+    from .llm import OpenAIChatBackend, SamplingOptions, TransformersChatBackend, estimate_tokens, generate
+    from .llm import trim_conversation
 
-    backend = OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key)
+    if base_url:
+        backend = OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key)
+    else:
+        backend = TransformersChatBackend(llm_model)
     echo = None if quiet else (lambda text: click.echo(text, err=True, nl=False))
     try:
+        messages, dropped = trim_conversation(messages, getattr(backend, "count_tokens", estimate_tokens),
+                                              reserve=max_tokens)
+        if dropped:
+            click.echo(f"warning: the conversation is longer than the model's context; dropped the {dropped} "
+                       "oldest turns (the system prompt and the latest canvas are kept)", err=True)
         result = generate(backend, messages, retries=retries, prompt=prompt, on_text=echo,
                           sampling=SamplingOptions(temperature, top_p, max_tokens, seed))
     except CompileError as exc:
@@ -363,6 +376,8 @@ def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperat
         sys.exit(1)
     if not quiet:
         click.echo("", err=True)
+    if result.interrupted:
+        click.echo("interrupted: keeping the calls completed so far", err=True)
     _print_diagnostics(result.result.warnings, quiet)
     text = dumps_spec(result.scene, schema_ref=schema_ref_for(output))
     if output:
@@ -401,6 +416,17 @@ def edit(spec, request, **kw) -> None:
 @main.group()
 def dev() -> None:
     """Developer tools."""
+
+
+@dev.command("tiny-llama")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+def tiny_llama(folder: str, seed: int) -> None:
+    """Write a random-weight 0.1M-parameter Llama with a chat template, for tests of the LLM front."""
+    from .llm import build_tiny_llama
+
+    _quiet_libraries(True)
+    click.echo(str(build_tiny_llama(folder, seed=seed)))
 
 
 @dev.command("tiny-sdxl")

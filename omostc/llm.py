@@ -126,6 +126,7 @@ class Generation:
     result: CompileResult
     attempts: int
     errors: list[CompileError] = field(default_factory=list)  # of the answers that did not compile
+    interrupted: bool = False  # Ctrl-C: the answer is what had been written, complete calls kept
 
 
 def generate(backend, messages: list[Message], *, retries: int = 0, sampling: SamplingOptions | None = None,
@@ -139,25 +140,185 @@ def generate(backend, messages: list[Message], *, retries: int = 0, sampling: Sa
     errors: list[CompileError] = []
     for attempt in range(retries + 1):
         seed = sampling.seed if attempt == 0 else rng.randrange(2**31)
-        parts = []
-        for text in backend.stream(messages, SamplingOptions(sampling.temperature, sampling.top_p,
-                                                             sampling.max_tokens, seed)):
-            parts.append(text)
-            if on_text is not None:
-                on_text(text)
+        parts, interrupted = [], False
+        stream = backend.stream(messages, SamplingOptions(sampling.temperature, sampling.top_p, sampling.max_tokens,
+                                                          seed))
+        try:
+            for text in stream:
+                parts.append(text)
+                if on_text is not None:
+                    on_text(text)
+        except KeyboardInterrupt:  # stop generating, keep what was written
+            interrupted = True
+        finally:
+            stream.close()
         answer = "".join(parts)
         try:
-            result = compile_canvas(answer, file=f"<answer {attempt + 1}>")
+            result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted)
         except CompileError as exc:
             errors.append(exc)
+            if interrupted:
+                raise
             continue
         # Stored without the system prompt (it is the models' constant, restored on edits).
         conversation = [*(m for m in messages if m.role != "system"), Message("assistant", answer)]
         result.scene.provenance = Provenance(prompt=prompt or _last_user(messages), model=backend.model,
                                              conversation=conversation)
-        return Generation(result.scene, answer, result, attempt + 1, errors)
+        return Generation(result.scene, answer, result, attempt + 1, errors, interrupted)
     raise errors[-1]
 
 
 def _last_user(messages: list[Message]) -> str | None:
     return next((m.content for m in reversed(messages) if m.role == "user"), None)
+
+
+# --- context ------------------------------------------------------------------------------
+
+CONTEXT_TOKENS = 8192  # the Omost models' context
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free upper estimate for servers whose tokenizer we do not have."""
+    return len(text) // 3 + 1
+
+
+def trim_conversation(messages: list[Message], count: Callable[[str], int] = estimate_tokens, *,
+                      limit: int = CONTEXT_TOKENS, reserve: int = MAX_NEW_TOKENS) -> tuple[list[Message], int]:
+    """Drop the oldest turns until the conversation and ``reserve`` answer tokens fit in
+    ``limit``, always keeping the system prompt, the latest canvas (the last assistant turn) and
+    what follows it. The kept history starts with a user turn where it can. Returns the
+    messages and how many turns were dropped."""
+    system = messages[:1] if messages and messages[0].role == "system" else []
+    rest = messages[len(system):]
+    budget = limit - reserve - sum(count(m.content) for m in system)
+    sizes = [count(m.content) for m in rest]
+    latest = max((i for i, m in enumerate(rest) if m.role == "assistant"), default=len(rest) - 1)
+    start = 0
+    while start < latest and sum(sizes[start:]) > budget:
+        start += 1
+        while start < latest and rest[start].role != "user":
+            start += 1
+    return system + rest[start:], start
+
+
+# --- transformers backend -------------------------------------------------------------------
+
+@dataclass
+class TransformersChatBackend:
+    """A causal LM through transformers (the Omost models, their bitsandbytes-quantised variants,
+    or any chat model), streamed with ``TextIteratorStreamer``."""
+
+    model_path: str
+    device_map: str = "auto"
+    dtype: str = "bf16"
+
+    def __post_init__(self):
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def model(self) -> str:
+        return self.model_path
+
+    def _load(self):
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _check_quantisation(self.model_path)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self._model = AutoModelForCausalLM.from_pretrained(
+                self.model_path, device_map=self.device_map,
+                dtype={"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.dtype])
+        except (OSError, ValueError) as exc:
+            raise LLMError(f"cannot load the language model {self.model_path}: {exc}") from None
+
+    def count_tokens(self, text: str) -> int:
+        self._load()
+        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
+
+    def prompt_ids(self, messages: list[Message]):
+        self._load()
+        return self._tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                                   return_tensors="pt", add_generation_prompt=True,
+                                                   return_dict=False)
+
+    def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
+        import threading
+
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        self._load()
+        input_ids = self.prompt_ids(messages).to(self._model.device)
+        streamer = TextIteratorStreamer(self._tokenizer, timeout=600.0, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+
+        class Stop(StoppingCriteria):
+            def __call__(self, *args, **kwargs) -> bool:
+                return stop.is_set()
+
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
+                      max_new_tokens=sampling.max_tokens, stopping_criteria=StoppingCriteriaList([Stop()]),
+                      do_sample=sampling.temperature > 0, pad_token_id=self._tokenizer.eos_token_id)
+        if sampling.temperature > 0:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        thread = threading.Thread(target=self._model.generate, kwargs=kwargs, daemon=True)
+        thread.start()
+        try:
+            yield from streamer
+        finally:  # also on Ctrl-C or when the consumer stops early: stop generating, keep what came
+            stop.set()
+            thread.join()
+
+
+def _check_quantisation(model_path: str) -> None:
+    """A bitsandbytes-quantised model needs bitsandbytes; say so instead of a deep ImportError."""
+    import importlib.util
+    from pathlib import Path
+
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        return
+    quant = json.loads(config.read_text(encoding="utf-8")).get("quantization_config") or {}
+    if quant.get("quant_method") == "bitsandbytes" and importlib.util.find_spec("bitsandbytes") is None:
+        raise LLMError(f"{model_path} is quantised with bitsandbytes "
+                       f"({'4' if quant.get('load_in_4bit') else '8'}-bit): `pip install bitsandbytes` "
+                       "(it runs on CPUs too, slowly), or use the unquantised model, or serve it with "
+                       "llama.cpp/vLLM and pass --base-url")
+
+
+def build_tiny_llama(folder, *, seed: int = 0):
+    """A 0.1M-parameter Llama with a byte-level BPE tokenizer trained here and a Llama-3-style chat
+    template, saved in the Hugging Face layout: for tests of the transformers path."""
+    from pathlib import Path
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    specials = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [system_prompt(), "canvas = Canvas()\ncanvas.set_global_description(description='A cat.')\n"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    template = ("{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}"
+                "<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endfor %}"
+                "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                        pad_token="<|eot_id|>", chat_template=template)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=CONTEXT_TOKENS, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

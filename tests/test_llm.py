@@ -151,3 +151,101 @@ def test_server_errors_are_clear(chat):
     assert res.exit_code == 1 and "HTTP 404" in res.stderr and "model not found" in res.stderr
     res = run("generate", "a dragon", "--base-url", "http://127.0.0.1:9/v1", "-q")
     assert res.exit_code == 1 and "cannot reach" in res.stderr
+
+
+# --- the transformers path, on a tiny random Llama built offline ------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    pytest.importorskip("transformers", reason="transformers is a dev dependency")
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    res = CliRunner().invoke(main, ["dev", "tiny-llama", str(folder), "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    return folder
+
+
+def test_tiny_llama_loads_through_from_pretrained_and_gets_omosts_prompt(tiny_llama):
+    from omostc.llm import TransformersChatBackend, edit_conversation, new_conversation
+
+    backend = TransformersChatBackend(str(tiny_llama), device_map="cpu", dtype="fp32")
+    ids = backend.prompt_ids(new_conversation("a dragon"))[0]
+    text = backend._tokenizer.decode(ids)
+    assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + system_prompt()
+                           + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\na dragon<|eot_id|>")
+    assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    scene = load_spec(REPO / "specs" / "dragon.yaml")
+    edit = backend._tokenizer.decode(backend.prompt_ids(edit_conversation(scene, "make it a dinosaur"))[0])
+    roles = [part.split("<|end_header_id|>")[0] for part in edit.split("<|start_header_id|>")[1:]]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+
+
+def test_streaming_is_the_models_generation_and_stops_early(tiny_llama):
+    import time
+
+    import torch
+
+    from omostc.llm import SamplingOptions, TransformersChatBackend, new_conversation
+
+    backend = TransformersChatBackend(str(tiny_llama), device_map="cpu", dtype="fp32")
+    messages = new_conversation("a cat")
+    streamed = list(backend.stream(messages, SamplingOptions(temperature=0, max_tokens=24)))
+    assert len(streamed) > 1
+    ids = backend.prompt_ids(messages)
+    greedy = backend._model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False,
+                                     pad_token_id=backend._tokenizer.eos_token_id)
+    assert "".join(streamed) == backend._tokenizer.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True)
+    again = list(backend.stream(messages, SamplingOptions(temperature=0.6, max_tokens=24, seed=3)))
+    assert again == list(backend.stream(messages, SamplingOptions(temperature=0.6, max_tokens=24, seed=3)))
+    stream = backend.stream(messages, SamplingOptions(temperature=0, max_tokens=4000))
+    next(stream)
+    started = time.perf_counter()
+    stream.close()  # what Ctrl-C does to the stream: generation stops, well before 4000 tokens
+    assert time.perf_counter() - started < 5
+
+
+def test_interrupted_generation_keeps_the_complete_calls():
+    from omostc.llm import generate, new_conversation
+
+    class Interrupted:
+        model = "scripted"
+
+        def stream(self, messages, sampling):
+            cut = CLEAN.index("# Add a mighty dragon.")
+            yield CLEAN[:cut]
+            raise KeyboardInterrupt
+
+    result = generate(Interrupted(), new_conversation("a dragon"))
+    assert result.interrupted and len(result.scene.regions) == 1
+
+
+def test_random_model_answers_fail_with_located_errors(tiny_llama, tmp_path):
+    res = run("generate", "a dragon", "--model", tiny_llama, "--max-tokens", "40", "--seed", "1", "-q",
+              "-o", tmp_path / "s.yaml")
+    assert res.exit_code == 1 and "<answer 1>" in res.stderr and "Traceback" not in res.output
+
+
+def test_quantised_model_without_bitsandbytes_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    from omostc.llm import LLMError, TransformersChatBackend
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(LLMError, match="quantised with bitsandbytes \\(4-bit\\)"):
+        TransformersChatBackend(str(tmp_path)).count_tokens("x")
+
+
+def test_long_conversations_are_trimmed_keeping_system_and_latest_canvas():
+    from omostc.llm import Message, trim_conversation
+
+    turns = [Message("system", "S" * 30)]
+    for i in range(6):
+        turns += [Message("user", f"u{i}" * 100), Message("assistant", f"a{i}" * 100)]
+    turns.append(Message("user", "new request"))
+    kept, dropped = trim_conversation(turns, count=len, limit=1000, reserve=200)
+    assert dropped > 0 and kept[0].role == "system" and kept[-1].content == "new request"
+    assert kept[-2].content == "a5" * 100 and sum(len(m.content) for m in kept) <= 800
+    assert kept[1].role == "user"
+    assert trim_conversation(turns, count=len, limit=10**6) == (turns, 0)
