@@ -413,6 +413,90 @@ def edit(spec, request, **kw) -> None:
     _ask(edit_conversation(scene, request), request, **kw)
 
 
+CHAT_HELP = """Type a request; the model answers with a canvas, compiled as it arrives.
+  /retry            ask the last request again, with a new seed
+  /undo             forget the last request and its answer
+  /edit TEXT        replace the last request with TEXT and ask it
+  /save [FILE]      save the current scene (default: the --save file)
+  /render [PROFILE] render the current scene (default profile: preview)
+  /help, /quit"""
+
+
+@main.command()
+@_llm_options
+@click.option("--save", "save_path", default="chat.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="Where each compiled scene is saved.")
+def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet, save_path):
+    """An interactive session: stream the model's canvas, compile each answer, save, render."""
+    from .llm import ChatSession, OpenAIChatBackend, SamplingOptions, TransformersChatBackend
+
+    backend = (OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key) if base_url
+               else TransformersChatBackend(llm_model))
+    session = ChatSession(backend, SamplingOptions(temperature, top_p, max_tokens, seed))
+    target = output or save_path
+    echo = None if quiet else (lambda text: click.echo(text, nl=False))
+    click.echo(CHAT_HELP)
+
+    def save(path: str) -> None:
+        if session.scene is None:
+            click.echo("no scene yet")
+            return
+        write_text_atomic(path, dumps_spec(session.scene, schema_ref=schema_ref_for(path)))
+        click.echo(f"saved {path}")
+
+    def answer(action) -> None:
+        try:
+            result = action()
+        except CompileError as exc:
+            click.echo("")
+            _print_diagnostics(exc.diagnostics)
+            click.echo("the answer did not compile: /retry, /edit or /undo")
+            return
+        except OmostcError as exc:
+            click.echo(f"error: {exc}")
+            return
+        click.echo("")
+        _print_diagnostics(result.result.warnings)
+        if result.interrupted:
+            click.echo("interrupted: keeping the calls completed so far")
+        save(target)
+
+    while True:
+        try:
+            line = input("\n> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        command, _, rest = line.partition(" ")
+        if command in ("/quit", "/exit"):
+            break
+        elif command == "/help":
+            click.echo(CHAT_HELP)
+        elif command == "/undo":
+            click.echo("undone" if session.undo() else "nothing to undo")
+        elif command == "/retry":
+            answer(lambda: session.retry(echo))
+        elif command == "/edit":
+            answer(lambda text=rest: session.edit_last(text, echo)) if rest else click.echo("usage: /edit TEXT")
+        elif command == "/save":
+            save(rest or target)
+        elif command == "/render":
+            if session.scene is None:
+                click.echo("no scene yet")
+                continue
+            save(target)
+            ctx = click.get_current_context()
+            try:
+                ctx.invoke(render, specs=(target,), profile_name=rest or None)
+            except SystemExit:
+                pass
+        elif command.startswith("/"):
+            click.echo(f"unknown command {command}; /help lists them")
+        else:
+            answer(lambda text=line: session.ask(text, echo))
+
+
 @main.group()
 def dev() -> None:
     """Developer tools."""

@@ -68,6 +68,8 @@ class OmostcError(Exception):
 class CompileError(OmostcError):
     """Canvas code (or a spec) that cannot be compiled; carries every located diagnostic."""
 
+    answer: str | None = None  # set by the LLM front: the model's answer that did not compile
+
     def __init__(self, diagnostics: list[Diagnostic], *, truncated: bool = False):
         self.diagnostics = list(diagnostics)
         self.truncated = truncated

@@ -249,3 +249,29 @@ def test_long_conversations_are_trimmed_keeping_system_and_latest_canvas():
     assert kept[-2].content == "a5" * 100 and sum(len(m.content) for m in kept) <= 800
     assert kept[1].role == "user"
     assert trim_conversation(turns, count=len, limit=10**6) == (turns, 0)
+
+
+def test_chat_session_streams_compiles_retries_edits_undoes_saves_and_renders(chat, tmp_path, monkeypatch):
+    server = chat([CLEAN, INVALID, EDITED])
+    monkeypatch.chdir(tmp_path)
+    script = "a dragon\n/retry\n/edit change the dragon to a dinosaur\n/undo\n/save first.yaml\n/render\n/quit\n"
+    res = CliRunner().invoke(main, ["chat", "--base-url", server.url, "--seed", "5"], input=script)
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "canvas = Canvas()" in out and "saved chat.yaml" in out
+    assert "f-string" in out and "the answer did not compile" in out
+    assert "undone" in out and "no scene yet" in out  # /undo removed the only compiled answer
+    bodies = [r["body"] for r in server.requests]
+    assert bodies[0]["messages"][1]["content"] == "a dragon"
+    assert bodies[1]["messages"] == bodies[0]["messages"] and bodies[1]["seed"] != bodies[0]["seed"]  # retry
+    assert [m["content"] for m in bodies[2]["messages"][1:]] == ["change the dragon to a dinosaur"]  # edit
+    assert "dinosaur" in load_spec(tmp_path / "chat.yaml").global_description.description
+
+
+def test_chat_renders_the_current_scene(chat, tmp_path, monkeypatch):
+    server = chat([CLEAN])
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["chat", "--base-url", server.url, "-q"], input="a dragon\n/render\n/quit\n")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "renders" / "chat" / "12345.png").is_file()
+    assert (tmp_path / "renders" / "manifest.jsonl").is_file()
