@@ -497,6 +497,17 @@ def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_to
             answer(lambda text=line: session.ask(text, echo))
 
 
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["gbnf", "json-schema"]), default="gbnf", show_default=True,
+              help="gbnf: the Canvas program grammar (llama.cpp, xgrammar); json-schema: the scene spec, for "
+                   "servers that only take JSON schemas.")
+def grammar(fmt: str) -> None:
+    """Print the grammar of Canvas programs, built from the compiler's own tables."""
+    from .grammar import canvas_gbnf
+
+    click.echo(canvas_gbnf() if fmt == "gbnf" else schema_json(), nl=False)
+
+
 @main.group()
 def dev() -> None:
     """Developer tools."""

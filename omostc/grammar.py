@@ -1,0 +1,161 @@
+"""A grammar of Canvas programs, built from the compiler's own tables so the two cannot drift.
+
+It describes the answers the Omost models write: an optional ```` ```python ```` fence,
+``canvas = Canvas()``, one ``set_global_description(...)`` and any number of
+``add_local_description(...)`` calls with keyword arguments in Omost's order, string literals in
+either quote (no escapes, no control characters), the exact location/offset/area strings,
+positive finite depths, the 149 colour names, and ``#`` comment lines as the models write them.
+Every string it accepts compiles (``tests/test_grammar.py`` samples it to check).
+
+``canvas_gbnf()`` renders it as GBNF (llama.cpp's grammar format, which xgrammar also reads);
+``sample()`` draws random programs from it, for tests and fuzzing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Union
+
+from .tables import AREAS, COLORS, LOCATIONS, OFFSETS
+
+
+@dataclass(frozen=True)
+class Lit:
+    text: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    rule: str
+
+
+@dataclass(frozen=True)
+class Chars:
+    """Any one character except these (and control characters)."""
+
+    excluded: str
+
+
+@dataclass(frozen=True)
+class Rep:
+    item: "Item"
+    low: int = 0
+    high: int | None = None  # None: unbounded
+
+
+Item = Union[Lit, Ref, Chars, Rep]
+Rules = dict[str, list[list[Item]]]
+
+
+def _enum(values) -> list[list[Item]]:
+    return [[Lit(q + v + q)] for v in values for q in ("'", '"')]
+
+
+def _kwarg(name: str, value: Item) -> list[Item]:
+    return [Lit(f"    {name}="), value, Lit(",\n")]
+
+
+@lru_cache(maxsize=1)
+def canvas_rules() -> Rules:
+    string_list = [Lit("[\n"), Rep(Ref("list-item")), Lit("    ]")]
+    return {
+        "root": [[Lit("```python\n"), Ref("program"), Lit("```")], [Ref("program")]],
+        "program": [[Rep(Ref("comment")), Lit("canvas = Canvas()\n"), Rep(Ref("blank"), 0, 1),
+                     Rep(Ref("comment")), Ref("global"), Rep(Ref("region"))]],
+        "global": [[Lit("canvas.set_global_description(\n"),
+                    *_kwarg("description", Ref("string")),
+                    *_kwarg("detailed_descriptions", Ref("strings")),
+                    *_kwarg("tags", Ref("string")),
+                    *_kwarg("HTML_web_color_name", Ref("color")),
+                    Lit(")\n")]],
+        "region": [[Rep(Ref("blank"), 0, 1), Rep(Ref("comment")), Lit("canvas.add_local_description(\n"),
+                    *_kwarg("location", Ref("location")),
+                    *_kwarg("offset", Ref("offset")),
+                    *_kwarg("area", Ref("area")),
+                    *_kwarg("distance_to_viewer", Ref("depth")),
+                    *_kwarg("description", Ref("string")),
+                    *_kwarg("detailed_descriptions", Ref("strings")),
+                    *_kwarg("tags", Ref("string")),
+                    *_kwarg("atmosphere", Ref("string")),
+                    *_kwarg("style", Ref("string")),
+                    *_kwarg("quality_meta", Ref("string")),
+                    *_kwarg("HTML_web_color_name", Ref("color")),
+                    Lit(")\n")]],
+        "strings": [string_list],
+        "list-item": [[Lit("        "), Ref("string"), Lit(",\n")]],
+        "string": [[Lit("'"), Rep(Chars("'\\")), Lit("'")], [Lit('"'), Rep(Chars('"\\')), Lit('"')]],
+        "comment": [[Lit("# "), Rep(Chars("")), Lit("\n")]],
+        "blank": [[Lit("\n")]],
+        # Positive and finite: 1 to 4 integer digits, not all of a zero value.
+        "depth": [[Ref("nonzero"), Rep(Ref("digit"), 0, 3), Rep(Ref("fraction"), 0, 1)],
+                  [Lit("0."), Rep(Ref("digit"), 0, 3), Ref("nonzero"), Rep(Ref("digit"), 0, 3)]],
+        "fraction": [[Lit("."), Ref("digit"), Rep(Ref("digit"), 0, 5)]],
+        "digit": [[Lit(str(d))] for d in range(10)],
+        "nonzero": [[Lit(str(d))] for d in range(1, 10)],
+        "location": _enum(LOCATIONS),
+        "offset": _enum(OFFSETS),
+        "area": _enum(AREAS),
+        "color": _enum(COLORS),
+    }
+
+
+# --- GBNF ---------------------------------------------------------------------------------------
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _gbnf_item(item: Item) -> str:
+    if isinstance(item, Lit):
+        return _gbnf_literal(item.text)
+    if isinstance(item, Ref):
+        return item.rule
+    if isinstance(item, Chars):
+        excluded = "".join("\\" + c if c in "\\]^-" else c for c in item.excluded)
+        return f"[^{excluded}\\x00-\\x1f\\x7f]"
+    inner = _gbnf_item(item.item)
+    if item.high is None:
+        return f"{inner}*" if item.low == 0 else f"{inner}+"
+    if (item.low, item.high) == (0, 1):
+        return f"{inner}?"
+    return f"{inner}{{{item.low},{item.high}}}"
+
+
+def canvas_gbnf() -> str:
+    """The grammar in GBNF (llama.cpp server ``grammar``; xgrammar reads it too)."""
+    lines = []
+    for name, alternatives in canvas_rules().items():
+        body = " | ".join(" ".join(_gbnf_item(i) for i in alt) for alt in alternatives)
+        lines.append(f"{name} ::= {body}")
+    return "\n".join(lines) + "\n"
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+_SAMPLE_CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,.;:!?'\"()-éü猫—’\\#"
+
+
+def sample(rng: random.Random, rule: str = "root", *, mean_repeat: float = 1.5) -> str:
+    """A random string of the grammar (repetitions geometric with the given mean)."""
+    rules = canvas_rules()
+    out: list[str] = []
+
+    def emit(item: Item) -> None:
+        if isinstance(item, Lit):
+            out.append(item.text)
+        elif isinstance(item, Ref):
+            for part in rng.choice(rules[item.rule]):
+                emit(part)
+        elif isinstance(item, Chars):
+            out.append(rng.choice([c for c in _SAMPLE_CHARS if c not in item.excluded]))
+        else:
+            count = item.low
+            while (item.high is None or count < item.high) and rng.random() < mean_repeat / (1 + mean_repeat):
+                count += 1
+            for _ in range(count):
+                emit(item.item)
+
+    emit(Ref(rule))
+    return "".join(out)
