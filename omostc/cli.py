@@ -341,20 +341,33 @@ def _llm_options(f):
         click.option("--top-p", type=click.FloatRange(0, 1), default=0.9, show_default=True),
         click.option("--max-tokens", type=click.IntRange(16, 32768), default=4096, show_default=True),
         click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (else stdout)."),
+        click.option("--constrain/--no-constrain", default=None,
+                     help="Decode under the Canvas grammar, so every answer compiles (default: on for models "
+                          "not trained on Omost, whose name lacks 'omost'; needs a server --grammar mode)."),
+        click.option("--grammar", "grammar_mode", type=click.Choice(["llama.cpp", "vllm"]),
+                     help="How to pass the grammar to a server: llama.cpp's `grammar` or vLLM's `guided_grammar`."),
         click.option("-q", "--quiet", is_flag=True, help="Do not stream the answer to the terminal."),
     ]):
         f = option(f)
     return f
 
 
-def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet):
-    from .llm import OpenAIChatBackend, SamplingOptions, TransformersChatBackend, estimate_tokens, generate
-    from .llm import trim_conversation
+def _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode):
+    from .llm import OpenAIChatBackend, TransformersChatBackend
 
+    if constrain is None:
+        constrain = "omost" not in llm_model.lower()
     if base_url:
-        backend = OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key)
-    else:
-        backend = TransformersChatBackend(llm_model)
+        return OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key,
+                                 grammar=grammar_mode if constrain else None)
+    return TransformersChatBackend(llm_model, constrain=constrain)
+
+
+def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet,
+         constrain=None, grammar_mode=None):
+    from .llm import SamplingOptions, estimate_tokens, generate, trim_conversation
+
+    backend = _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode)
     echo = None if quiet else (lambda text: click.echo(text, err=True, nl=False))
     try:
         messages, dropped = trim_conversation(messages, getattr(backend, "count_tokens", estimate_tokens),
@@ -426,12 +439,12 @@ CHAT_HELP = """Type a request; the model answers with a canvas, compiled as it a
 @_llm_options
 @click.option("--save", "save_path", default="chat.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="Where each compiled scene is saved.")
-def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet, save_path):
+def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet, save_path,
+         constrain, grammar_mode):
     """An interactive session: stream the model's canvas, compile each answer, save, render."""
-    from .llm import ChatSession, OpenAIChatBackend, SamplingOptions, TransformersChatBackend
+    from .llm import ChatSession, SamplingOptions
 
-    backend = (OpenAIChatBackend(base_url=base_url, model=llm_model, api_key=api_key) if base_url
-               else TransformersChatBackend(llm_model))
+    backend = _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode)
     session = ChatSession(backend, SamplingOptions(temperature, top_p, max_tokens, seed))
     target = output or save_path
     echo = None if quiet else (lambda text: click.echo(text, nl=False))

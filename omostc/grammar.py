@@ -49,6 +49,18 @@ Item = Union[Lit, Ref, Chars, Rep]
 Rules = dict[str, list[list[Item]]]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds that make every path through the grammar finite, so constrained decoding
+    always ends within a token budget. The defaults admit everything the models write."""
+
+    string: int = 2000  # characters in one string literal
+    items: int = 64  # detailed descriptions in one list
+    regions: int = 100
+    comments: int = 8  # comment lines before a call
+    comment: int = 400  # characters in one comment
+
+
 def _enum(values) -> list[list[Item]]:
     return [[Lit(q + v + q)] for v in values for q in ("'", '"')]
 
@@ -57,20 +69,21 @@ def _kwarg(name: str, value: Item) -> list[Item]:
     return [Lit(f"    {name}="), value, Lit(",\n")]
 
 
-@lru_cache(maxsize=1)
-def canvas_rules() -> Rules:
-    string_list = [Lit("[\n"), Rep(Ref("list-item")), Lit("    ]")]
+@lru_cache(maxsize=8)
+def canvas_rules(limits: Limits = Limits()) -> Rules:
+    comments = Rep(Ref("comment"), 0, limits.comments)
+    string_list = [Lit("[\n"), Rep(Ref("list-item"), 0, limits.items), Lit("    ]")]
     return {
         "root": [[Lit("```python\n"), Ref("program"), Lit("```")], [Ref("program")]],
-        "program": [[Rep(Ref("comment")), Lit("canvas = Canvas()\n"), Rep(Ref("blank"), 0, 1),
-                     Rep(Ref("comment")), Ref("global"), Rep(Ref("region"))]],
+        "program": [[comments, Lit("canvas = Canvas()\n"), Rep(Ref("blank"), 0, 1),
+                     comments, Ref("global"), Rep(Ref("region"), 0, limits.regions)]],
         "global": [[Lit("canvas.set_global_description(\n"),
                     *_kwarg("description", Ref("string")),
                     *_kwarg("detailed_descriptions", Ref("strings")),
                     *_kwarg("tags", Ref("string")),
                     *_kwarg("HTML_web_color_name", Ref("color")),
                     Lit(")\n")]],
-        "region": [[Rep(Ref("blank"), 0, 1), Rep(Ref("comment")), Lit("canvas.add_local_description(\n"),
+        "region": [[Rep(Ref("blank"), 0, 1), comments, Lit("canvas.add_local_description(\n"),
                     *_kwarg("location", Ref("location")),
                     *_kwarg("offset", Ref("offset")),
                     *_kwarg("area", Ref("area")),
@@ -85,8 +98,9 @@ def canvas_rules() -> Rules:
                     Lit(")\n")]],
         "strings": [string_list],
         "list-item": [[Lit("        "), Ref("string"), Lit(",\n")]],
-        "string": [[Lit("'"), Rep(Chars("'\\")), Lit("'")], [Lit('"'), Rep(Chars('"\\')), Lit('"')]],
-        "comment": [[Lit("# "), Rep(Chars("")), Lit("\n")]],
+        "string": [[Lit("'"), Rep(Chars("'\\"), 0, limits.string), Lit("'")],
+                   [Lit('"'), Rep(Chars('"\\'), 0, limits.string), Lit('"')]],
+        "comment": [[Lit("# "), Rep(Chars(""), 0, limits.comment), Lit("\n")]],
         "blank": [[Lit("\n")]],
         # Positive and finite: 1 to 4 integer digits, not all of a zero value.
         "depth": [[Ref("nonzero"), Rep(Ref("digit"), 0, 3), Rep(Ref("fraction"), 0, 1)],
@@ -123,10 +137,10 @@ def _gbnf_item(item: Item) -> str:
     return f"{inner}{{{item.low},{item.high}}}"
 
 
-def canvas_gbnf() -> str:
+def canvas_gbnf(limits: Limits = Limits()) -> str:
     """The grammar in GBNF (llama.cpp server ``grammar``; xgrammar reads it too)."""
     lines = []
-    for name, alternatives in canvas_rules().items():
+    for name, alternatives in canvas_rules(limits).items():
         body = " | ".join(" ".join(_gbnf_item(i) for i in alt) for alt in alternatives)
         lines.append(f"{name} ::= {body}")
     return "\n".join(lines) + "\n"
@@ -137,9 +151,9 @@ def canvas_gbnf() -> str:
 _SAMPLE_CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,.;:!?'\"()-éü猫—’\\#"
 
 
-def sample(rng: random.Random, rule: str = "root", *, mean_repeat: float = 1.5) -> str:
+def sample(rng: random.Random, rule: str = "root", *, mean_repeat: float = 1.5, limits: Limits = Limits()) -> str:
     """A random string of the grammar (repetitions geometric with the given mean)."""
-    rules = canvas_rules()
+    rules = canvas_rules(limits)
     out: list[str] = []
 
     def emit(item: Item) -> None:

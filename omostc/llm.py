@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 from .decompile import decompile
+from .grammar import Limits, canvas_gbnf
 from .diagnostics import CompileError, OmostcError
 from .parse import CompileResult, compile_canvas
 from .spec import Message, Provenance, Scene
@@ -70,6 +71,8 @@ class OpenAIChatBackend:
     model: str
     api_key: str | None = None
     timeout: float = 600.0
+    grammar: str | None = None  # None, "llama.cpp" (the server's `grammar`), or "vllm" (`guided_grammar`)
+    limits: Limits = field(default_factory=Limits)
 
     def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
         url = urlparse(self.base_url.rstrip("/") + "/chat/completions")
@@ -82,6 +85,12 @@ class OpenAIChatBackend:
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        if self.grammar == "llama.cpp":
+            body["grammar"] = canvas_gbnf(self.limits)
+        elif self.grammar == "vllm":
+            body["guided_grammar"] = canvas_gbnf(self.limits)
+        elif self.grammar is not None:
+            raise LLMError(f"grammar mode must be 'llama.cpp' or 'vllm', not {self.grammar!r}")
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -212,10 +221,13 @@ class TransformersChatBackend:
     model_path: str
     device_map: str = "auto"
     dtype: str = "bf16"
+    constrain: bool = False  # decode under the Canvas grammar (xgrammar): every answer compiles
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self):
         self._model = None
         self._tokenizer = None
+        self._compiled_grammar = None
 
     @property
     def model(self) -> str:
@@ -246,6 +258,42 @@ class TransformersChatBackend:
                                                    return_tensors="pt", add_generation_prompt=True,
                                                    return_dict=False)
 
+    def _logits_processors(self) -> list:
+        """The grammar constraint as a logits processor (compiled once per backend)."""
+        if not self.constrain:
+            return []
+        try:
+            import xgrammar as xgr
+        except ImportError:
+            raise LLMError("constrained decoding needs xgrammar: pip install 'omostc[grammar]'") from None
+        if self._compiled_grammar is None:
+            info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
+            self._compiled_grammar = xgr.GrammarCompiler(info).compile_grammar(canvas_gbnf(self.limits))
+        return [xgr.contrib.hf.LogitsProcessor(self._compiled_grammar)]
+
+    def _generate_kwargs(self, input_ids, sampling: SamplingOptions) -> dict:
+        import torch
+        from transformers import LogitsProcessorList
+
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                      max_new_tokens=sampling.max_tokens, do_sample=sampling.temperature > 0,
+                      pad_token_id=self._tokenizer.eos_token_id,
+                      logits_processor=LogitsProcessorList(self._logits_processors()))
+        if sampling.temperature > 0:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        return kwargs
+
+    def sample_answers(self, messages: list[Message], n: int, sampling: SamplingOptions) -> list[str]:
+        """``n`` answers in one batched generation (for best-of-n and for tests)."""
+        import torch
+
+        self._load()
+        input_ids = self.prompt_ids(messages).to(self._model.device).repeat(n, 1)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        out = self._model.generate(**self._generate_kwargs(input_ids, sampling))
+        return [self._tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True) for row in out]
+
     def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
         import threading
 
@@ -263,11 +311,8 @@ class TransformersChatBackend:
 
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
-                      max_new_tokens=sampling.max_tokens, stopping_criteria=StoppingCriteriaList([Stop()]),
-                      do_sample=sampling.temperature > 0, pad_token_id=self._tokenizer.eos_token_id)
-        if sampling.temperature > 0:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        kwargs = self._generate_kwargs(input_ids, sampling)
+        kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([Stop()]))
         thread = threading.Thread(target=self._model.generate, kwargs=kwargs, daemon=True)
         thread.start()
         try:

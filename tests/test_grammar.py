@@ -63,3 +63,56 @@ def test_cli_prints_the_grammar():
     assert res.exit_code == 0 and res.stdout == canvas_gbnf()
     res = CliRunner().invoke(main, ["grammar", "--format", "json-schema"])
     assert res.exit_code == 0 and '"title": "omostc scene spec"' in res.stdout
+
+
+# --- constrained generation ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from omostc.llm import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-grammar"), seed=0)
+
+
+def test_tiny_llama_under_the_grammar_always_writes_a_valid_scene(tiny_llama):
+    from omostc import CompileError
+    from omostc.grammar import Limits
+    from omostc.llm import SamplingOptions, TransformersChatBackend, new_conversation
+
+    limits = Limits(string=10, items=2, regions=2, comments=1, comment=10)  # every answer ends in ~1,000 tokens
+    sampling = SamplingOptions(temperature=1.0, top_p=1.0, max_tokens=1500, seed=0)
+    messages = new_conversation("a cat on a table")
+
+    def compiled(answers):
+        count = 0
+        for answer in answers:
+            try:
+                check_scene(compile_canvas(answer).scene)
+                count += 1
+            except CompileError:
+                pass
+        return count
+
+    constrained = TransformersChatBackend(str(tiny_llama), device_map="cpu", dtype="fp32", constrain=True,
+                                          limits=limits)
+    assert compiled(constrained.sample_answers(messages, 100, sampling)) == 100
+    free = TransformersChatBackend(str(tiny_llama), device_map="cpu", dtype="fp32")
+    assert compiled(free.sample_answers(messages, 20, SamplingOptions(1.0, 1.0, 300, 0))) == 0
+
+
+@pytest.mark.parametrize("mode, field", [("llama.cpp", "grammar"), ("vllm", "guided_grammar")])
+def test_servers_receive_the_grammar(mode, field, tmp_path):
+    from click.testing import CliRunner
+
+    from omostc.cli import main
+    from test_llm import CLEAN, ChatServer
+
+    server = ChatServer([CLEAN])
+    try:
+        res = CliRunner().invoke(main, ["generate", "a dragon", "--base-url", server.url, "--model", "qwen2.5-7b",
+                                        "--grammar", mode, "-q", "-o", str(tmp_path / "s.yaml")])
+    finally:
+        server.close()
+    assert res.exit_code == 0, res.output
+    assert server.requests[0]["body"][field] == canvas_gbnf()
+    assert load_spec(tmp_path / "s.yaml").regions
