@@ -346,6 +346,9 @@ def _llm_options(f):
                           "not trained on Omost, whose name lacks 'omost'; needs a server --grammar mode)."),
         click.option("--grammar", "grammar_mode", type=click.Choice(["llama.cpp", "vllm"]),
                      help="How to pass the grammar to a server: llama.cpp's `grammar` or vLLM's `guided_grammar`."),
+        click.option("--model-kind", type=click.Choice(["omost", "generic"]), default=None,
+                     help="generic: a model not trained on Omost (Qwen, Llama 3.x instruct, ...) gets instructions "
+                          "and a worked example (default: omost if the name says so, else generic)."),
         click.option("-q", "--quiet", is_flag=True, help="Do not stream the answer to the terminal."),
     ]):
         f = option(f)
@@ -403,18 +406,22 @@ def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperat
 @main.command()
 @click.argument("prompt")
 @_llm_options
-def generate(prompt, **kw) -> None:
+def generate(prompt, model_kind, **kw) -> None:
     """Ask an LLM for a scene: prompt -> Canvas code -> a compiled, validated spec."""
     from .llm import new_conversation
 
-    _ask(new_conversation(prompt), prompt, **kw)
+    _ask(new_conversation(prompt, _model_kind(model_kind, kw["llm_model"])), prompt, **kw)
+
+
+def _model_kind(kind: str | None, model: str) -> str:
+    return kind or ("omost" if "omost" in model.lower() else "generic")
 
 
 @main.command()
 @click.argument("spec")
 @click.argument("request")
 @_llm_options
-def edit(spec, request, **kw) -> None:
+def edit(spec, request, model_kind, **kw) -> None:
     """Ask an LLM to change a scene ("change the dragon to a dinosaur")."""
     from .llm import edit_conversation
 
@@ -423,7 +430,7 @@ def edit(spec, request, **kw) -> None:
     except OmostcError as exc:
         _print_diagnostics(getattr(exc, "diagnostics", None) or [])
         sys.exit(1)
-    _ask(edit_conversation(scene, request), request, **kw)
+    _ask(edit_conversation(scene, request, _model_kind(model_kind, kw["llm_model"])), request, **kw)
 
 
 CHAT_HELP = """Type a request; the model answers with a canvas, compiled as it arrives.
@@ -440,12 +447,15 @@ CHAT_HELP = """Type a request; the model answers with a canvas, compiled as it a
 @click.option("--save", "save_path", default="chat.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="Where each compiled scene is saved.")
 def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet, save_path,
-         constrain, grammar_mode):
+         constrain, grammar_mode, model_kind):
     """An interactive session: stream the model's canvas, compile each answer, save, render."""
-    from .llm import ChatSession, SamplingOptions
+    from .llm import ChatSession, Message, SamplingOptions, system_message, worked_example
 
     backend = _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode)
-    session = ChatSession(backend, SamplingOptions(temperature, top_p, max_tokens, seed))
+    kind = _model_kind(model_kind, llm_model)
+    session = ChatSession(backend, SamplingOptions(temperature, top_p, max_tokens, seed),
+                          messages=[Message("system", system_message(kind)),
+                                    *(worked_example() if kind == "generic" else [])])
     target = output or save_path
     echo = None if quiet else (lambda text: click.echo(text, nl=False))
     click.echo(CHAT_HELP)

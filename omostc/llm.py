@@ -32,21 +32,50 @@ class LLMError(OmostcError):
     pass
 
 
-def new_conversation(prompt: str) -> list[Message]:
-    return [Message("system", system_prompt()), Message("user", prompt)]
+GENERIC_INSTRUCTIONS = (
+    "\n\nAnswer every request with one complete python code block in exactly this form: "
+    "`canvas = Canvas()`, then one `canvas.set_global_description(...)` call, then one "
+    "`canvas.add_local_description(...)` call per part of the image, every argument given by keyword "
+    "with a literal value, as in the example. Write nothing else."
+)
 
 
-def edit_conversation(scene: Scene, request: str) -> list[Message]:
+def system_message(model_kind: str = "omost") -> str:
+    """Omost's system prompt; for models not trained on it, plus instructions (a worked example
+    follows as the first exchange, see ``new_conversation``)."""
+    if model_kind == "omost":
+        return system_prompt()
+    if model_kind == "generic":
+        return system_prompt() + GENERIC_INSTRUCTIONS
+    raise LLMError(f"model kind must be 'omost' or 'generic', not {model_kind!r}")
+
+
+def worked_example() -> list[Message]:
+    """A real exchange with the Omost model (OMOST.md's transcript): a request and its canvas."""
+    from importlib import resources
+
+    folder = resources.files("omostc.data")
+    return [Message("user", folder.joinpath("example_user.md").read_text("utf-8").strip()),
+            Message("assistant", folder.joinpath("example_assistant.md").read_text("utf-8").strip())]
+
+
+def new_conversation(prompt: str, model_kind: str = "omost") -> list[Message]:
+    example = worked_example() if model_kind == "generic" else []
+    return [Message("system", system_message(model_kind)), *example, Message("user", prompt)]
+
+
+def edit_conversation(scene: Scene, request: str, model_kind: str = "omost") -> list[Message]:
     """The scene's stored conversation, else its decompiled canvas as the last assistant turn,
     followed by the edit request."""
     stored = scene.provenance.conversation if scene.provenance and scene.provenance.conversation else None
+    head = [Message("system", system_message(model_kind)), *(worked_example() if model_kind == "generic" else [])]
     if stored:
         turns = list(stored)
         if turns[0].role != "system":
-            turns.insert(0, Message("system", system_prompt()))
+            turns = head + turns
     else:
         prompt = scene.provenance.prompt if scene.provenance and scene.provenance.prompt else None
-        turns = [Message("system", system_prompt())]
+        turns = list(head)
         if prompt:
             turns.append(Message("user", prompt))
         turns.append(Message("assistant", decompile(scene, fence=True)))
@@ -170,8 +199,12 @@ def generate(backend, messages: list[Message], *, retries: int = 0, sampling: Sa
             if interrupted:
                 raise
             continue
-        # Stored without the system prompt (it is the models' constant, restored on edits).
-        conversation = [*(m for m in messages if m.role != "system"), Message("assistant", answer)]
+        # Stored without the system prompt and worked example (constants, restored on edits).
+        example = worked_example()
+        body = [m for m in messages if m.role != "system"]
+        if body[:2] == example:
+            body = body[2:]
+        conversation = [*body, Message("assistant", answer)]
         result.scene.provenance = Provenance(prompt=prompt or _last_user(messages), model=backend.model,
                                              conversation=conversation)
         return Generation(result.scene, answer, result, attempt + 1, errors, interrupted)
@@ -382,6 +415,9 @@ class ChatSession:
     messages: list[Message] = field(default_factory=lambda: [Message("system", system_prompt())])
     scenes: list[Scene | None] = field(default_factory=list)  # one per assistant turn
 
+    def __post_init__(self):
+        self._fixed = len(self.messages)  # the system prompt (and a worked example): never undone
+
     @property
     def scene(self) -> Scene | None:
         return next((s for s in reversed(self.scenes) if s is not None), None)
@@ -405,7 +441,7 @@ class ChatSession:
 
     def undo(self) -> bool:
         """Forget the last question and its answer."""
-        if len(self.messages) < 3:
+        if len(self.messages) < self._fixed + 2:
             return False
         self.messages = self.messages[:-2]
         self.scenes.pop()

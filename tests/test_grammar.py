@@ -116,3 +116,32 @@ def test_servers_receive_the_grammar(mode, field, tmp_path):
     assert res.exit_code == 0, res.output
     assert server.requests[0]["body"][field] == canvas_gbnf()
     assert load_spec(tmp_path / "s.yaml").regions
+
+
+def test_generic_models_get_instructions_and_a_worked_example(tmp_path):
+    from click.testing import CliRunner
+
+    from omostc.cli import main
+    from omostc.tables import system_prompt
+    from test_llm import CLEAN, EDITED, ChatServer
+
+    server = ChatServer([CLEAN, EDITED])
+    try:
+        first = tmp_path / "a.yaml"
+        res = CliRunner().invoke(main, ["generate", "a dragon", "--base-url", server.url, "--model", "qwen2.5:7b",
+                                        "-q", "-o", str(first)])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(main, ["edit", str(first), "a dinosaur", "--base-url", server.url, "--model",
+                                        "qwen2.5:7b", "--max-tokens", "1000", "-q", "-o", str(tmp_path / "b.yaml")])
+        assert res.exit_code == 0, res.output
+    finally:
+        server.close()
+    messages = server.requests[0]["body"]["messages"]
+    assert messages[0]["content"].startswith(system_prompt()) and "Write nothing else." in messages[0]["content"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"] == "generate an image of the fierce battle of warriors and a dragon"
+    assert compile_canvas(messages[2]["content"]).scene.regions  # the example is a real canvas
+    stored = load_spec(first).provenance.conversation
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[0].content == "a dragon"
+    edit = [m["role"] for m in server.requests[1]["body"]["messages"]]
+    assert edit == ["system", "user", "assistant", "user", "assistant", "user"]
