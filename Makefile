@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_lower.py
 	$(BIN)/python benchmarks/bench_render.py --size small --res 512
 	$(BIN)/python benchmarks/bench_runner.py
+	$(BIN)/python benchmarks/bench_grammar.py
 
 # SDXL's own UNet (2.6B parameters, random weights): about 12 minutes and 17 GB on a 2-core CPU.
 bench-full: setup

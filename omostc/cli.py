@@ -344,8 +344,9 @@ def _llm_options(f):
         click.option("--constrain/--no-constrain", default=None,
                      help="Decode under the Canvas grammar, so every answer compiles (default: on for models "
                           "not trained on Omost, whose name lacks 'omost'; needs a server --grammar mode)."),
-        click.option("--grammar", "grammar_mode", type=click.Choice(["llama.cpp", "vllm"]),
-                     help="How to pass the grammar to a server: llama.cpp's `grammar` or vLLM's `guided_grammar`."),
+        click.option("--grammar", "grammar_mode", type=click.Choice(["llama.cpp", "vllm", "json-schema"]),
+                     help="How to pass the grammar to a server: llama.cpp's `grammar`, vLLM's `guided_grammar`, or "
+                          "the scene spec's JSON Schema as `response_format` (the spec is then turned into code)."),
         click.option("--model-kind", type=click.Choice(["omost", "generic"]), default=None,
                      help="generic: a model not trained on Omost (Qwen, Llama 3.x instruct, ...) gets instructions "
                           "and a worked example (default: omost if the name says so, else generic)."),

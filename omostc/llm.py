@@ -100,7 +100,9 @@ class OpenAIChatBackend:
     model: str
     api_key: str | None = None
     timeout: float = 600.0
-    grammar: str | None = None  # None, "llama.cpp" (the server's `grammar`), or "vllm" (`guided_grammar`)
+    # None, "llama.cpp" (the server's `grammar`), "vllm" (`guided_grammar`), or "json-schema" (OpenAI's
+    # `response_format`, for servers that take only that: the answer is then a scene spec as JSON)
+    grammar: str | None = None
     limits: Limits = field(default_factory=Limits)
 
     def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
@@ -118,8 +120,13 @@ class OpenAIChatBackend:
             body["grammar"] = canvas_gbnf(self.limits)
         elif self.grammar == "vllm":
             body["guided_grammar"] = canvas_gbnf(self.limits)
+        elif self.grammar == "json-schema":
+            from .schema import scene_schema
+
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "omostc_scene", "strict": True, "schema": scene_schema()}}
         elif self.grammar is not None:
-            raise LLMError(f"grammar mode must be 'llama.cpp' or 'vllm', not {self.grammar!r}")
+            raise LLMError(f"grammar mode must be 'llama.cpp', 'vllm' or 'json-schema', not {self.grammar!r}")
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -192,7 +199,11 @@ def generate(backend, messages: list[Message], *, retries: int = 0, sampling: Sa
             stream.close()
         answer = "".join(parts)
         try:
-            result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted)
+            if getattr(backend, "grammar", None) == "json-schema":  # a scene spec as JSON, kept as Canvas code
+                result = _scene_from_json(answer, f"<answer {attempt + 1}>")
+                answer = decompile(result.scene, fence=True)
+            else:
+                result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted)
         except CompileError as exc:
             exc.answer = answer  # the text that did not compile, for whoever keeps the conversation
             errors.append(exc)
@@ -209,6 +220,16 @@ def generate(backend, messages: list[Message], *, retries: int = 0, sampling: Sa
                                              conversation=conversation)
         return Generation(result.scene, answer, result, attempt + 1, errors, interrupted)
     raise errors[-1]
+
+
+def _scene_from_json(answer: str, file: str) -> CompileResult:
+    from .diagnostics import SpecError
+    from .yamlio import loads_spec
+
+    try:
+        return CompileResult(scene=loads_spec(answer, file=file))
+    except SpecError as exc:
+        raise CompileError(exc.diagnostics) from None
 
 
 def _last_user(messages: list[Message]) -> str | None:

@@ -145,3 +145,34 @@ def test_generic_models_get_instructions_and_a_worked_example(tmp_path):
     assert [m.role for m in stored] == ["user", "assistant"] and stored[0].content == "a dragon"
     edit = [m["role"] for m in server.requests[1]["body"]["messages"]]
     assert edit == ["system", "user", "assistant", "user", "assistant", "user"]
+
+
+def test_json_schema_servers_answer_with_a_spec_that_becomes_canvas_code(tmp_path):
+    import json as json_module
+
+    from click.testing import CliRunner
+
+    from omostc.cli import main
+    from omostc.schema import scene_schema
+    from omostc.spec import scene_to_dict
+    from test_llm import ChatServer
+
+    scene = load_spec(REPO / "specs" / "dragon.yaml")
+    data = scene_to_dict(scene)
+    data.pop("provenance")
+    server = ChatServer([json_module.dumps(data), '{"version": 1}'])
+    try:
+        out = tmp_path / "s.yaml"
+        res = CliRunner().invoke(main, ["generate", "a dragon", "--base-url", server.url, "--model", "gpt-x",
+                                        "--grammar", "json-schema", "-q", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        bad = CliRunner().invoke(main, ["generate", "a dragon", "--base-url", server.url, "--model", "gpt-x",
+                                        "--grammar", "json-schema", "-q"])
+    finally:
+        server.close()
+    fmt = server.requests[0]["body"]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == scene_schema()
+    got = load_spec(out)
+    assert got.regions == scene.regions and got.global_description == scene.global_description
+    assert got.provenance.conversation[-1].content.startswith("```python\n# Initialize the canvas")
+    assert bad.exit_code == 1 and "missing required key 'global'" in bad.stderr
