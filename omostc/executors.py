@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from typing import Callable, Iterator
 
-from .backends.base import HighResFix, RenderOptions
+from .backends.base import RenderOptions
 from .profile import Profile
 from .spec import scene_from_dict, scene_to_dict
 
@@ -52,24 +52,23 @@ def default_device() -> str:
 
 
 def _payload(index: int, item, model_name: str) -> dict:
+    """What a Ray worker needs of an item, as plain data."""
     return {"index": index, "scene": scene_to_dict(item.scene), "options": asdict(item.options),
             "seed": item.seed, "key": item.key, "model": model_name}
 
 
-def _render_payload(backend, payload: dict, progress=None) -> RenderResult:
+def _render(backend, index: int, scene, options: RenderOptions, seed: int, key: str, model_name: str,
+            progress=None) -> RenderResult:
     from .api import render_scene
 
     started = time.perf_counter()
     try:
-        options = dict(payload["options"])
-        options["highres"] = HighResFix(**options["highres"])
-        ((_, data),) = render_scene(backend, scene_from_dict(payload["scene"]), RenderOptions(**options),
-                                    [payload["seed"]], payload["model"], progress=progress,
-                                    extra_text={"omostc.key": payload["key"]})
-        return payload["index"], data, time.perf_counter() - started, None
+        ((_, data),) = render_scene(backend, scene, options, [seed], model_name, progress=progress,
+                                    extra_text={"omostc.key": key})
+        return index, data, time.perf_counter() - started, None
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
         _free_accelerator_memory()
-        return payload["index"], None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+        return index, None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
 
 
 def _free_accelerator_memory() -> None:
@@ -122,7 +121,8 @@ class RenderWorker:
         self.backend = make_backend(profile, threads)
 
     def render(self, payload: dict) -> RenderResult:
-        return _render_payload(self.backend, payload)
+        return _render(self.backend, payload["index"], scene_from_dict(payload["scene"]),
+                       RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
 
 
 class LocalExecutor:
@@ -142,4 +142,4 @@ class LocalExecutor:
                 continue
             step = ((lambda i, n, item=item, k=index: self.progress(item, k + 1, len(items), i, n))
                     if self.progress else None)
-            yield _render_payload(self.backend, _payload(index, item, model_name), step)
+            yield _render(self.backend, index, item.scene, item.options, item.seed, item.key, model_name, step)

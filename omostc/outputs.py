@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from . import __version__
-from .backends.base import HighResFix, RenderOptions
+from .backends.base import RenderOptions
 from .diagnostics import OmostcError
 from .spec import Scene
 from .yamlio import dumps_spec, loads_spec
@@ -64,6 +64,4 @@ def read_provenance(path) -> tuple[Scene, RenderOptions, int, str]:
         raise ProvenanceError(f"{path}: no omostc provenance in this PNG (was it written by omostc render?)")
     scene = loads_spec(text[SPEC_KEY], file=f"{path}:{SPEC_KEY}")
     data = json.loads(text[RENDER_KEY])
-    opts = dict(data["options"])
-    opts["highres"] = HighResFix(**opts.get("highres", {}))
-    return scene, RenderOptions(**opts), int(data["seed"]), str(data["model"])
+    return scene, RenderOptions.from_dict(data["options"]), int(data["seed"]), str(data["model"])

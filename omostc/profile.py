@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import HighResFix, RenderOptions
+from .backends.base import RenderOptions
 from .diagnostics import Diagnostic, SpecError
 from .files import InputError, read_text
 from .schema import profile_validator
@@ -57,8 +57,7 @@ class Profile:
 
 
 def profile_from_dict(name: str, data: dict[str, Any]) -> Profile:
-    render = dict(data.get("render", {}))
-    options = replace(RenderOptions(), **render, highres=HighResFix(**render.pop("highres", {})))
+    options = RenderOptions.from_dict({**asdict(RenderOptions()), **data.get("render", {})})
     fields = {k: v for k, v in data.items() if k not in ("version", "description", "render")}
     return Profile(name=name, render=options, **fields)
 

@@ -201,3 +201,10 @@ def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
     results = run_batch(items, executor, tmp_path, model_name="preview")
     assert marker.exists() and [r.status for r in results] == ["rendered"] * 3
     assert all(Path(r.output).is_file() for r in results)
+
+
+def test_profile_render_settings_with_highres(tmp_path):
+    path = tmp_path / "hr.yaml"
+    path.write_text("version: 1\nbackend: preview\nrender:\n  steps: 12\n  highres:\n    scale: 1.5\n")
+    profile = load_profile(str(path))
+    assert (profile.render.steps, profile.render.highres.scale, profile.render.highres.steps) == (12, 1.5, 20)

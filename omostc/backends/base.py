@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..ir import SceneIR
+from ..tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
 
 
 @dataclass
@@ -23,8 +24,8 @@ class HighResFix:
 class RenderOptions:
     """Fully resolved settings of one render (defaults are Omost's, OMOST.md section 8)."""
 
-    width: int = 896
-    height: int = 1152
+    width: int = DEFAULT_WIDTH
+    height: int = DEFAULT_HEIGHT
     steps: int = 25
     cfg: float = 5.0
     negative_prompt: str = "lowres, bad anatomy, bad hands, cropped, worst quality"
@@ -32,6 +33,13 @@ class RenderOptions:
     sketch_strength: float | None = None  # start from the colour sketch with this denoise (0.95-0.99)
     highres: HighResFix = field(default_factory=HighResFix)
     pooled: str = "omost"  # "omost": unprojected pooler_output; "projected": diffusers' text_embeds
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RenderOptions":
+        """The inverse of ``dataclasses.asdict``: settings as stored in PNGs and sent to workers."""
+        fields = dict(data)
+        highres = HighResFix(**fields.pop("highres", {}))
+        return cls(**fields, highres=highres)
 
     def snapped(self) -> "RenderOptions":
         """Width and height rounded down to multiples of 64, as Omost's app does."""
