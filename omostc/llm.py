@@ -15,6 +15,7 @@ import http.client
 import json
 import random
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterator
 from urllib.parse import urlparse
 
@@ -52,11 +53,16 @@ def system_message(model_kind: str = "omost") -> str:
 
 def worked_example() -> list[Message]:
     """A real exchange with the Omost model (OMOST.md's transcript): a request and its canvas."""
+    return list(_worked_example())
+
+
+@lru_cache(maxsize=1)
+def _worked_example() -> tuple[Message, Message]:
     from importlib import resources
 
     folder = resources.files("omostc.data")
-    return [Message("user", folder.joinpath("example_user.md").read_text("utf-8").strip()),
-            Message("assistant", folder.joinpath("example_assistant.md").read_text("utf-8").strip())]
+    return (Message("user", folder.joinpath("example_user.md").read_text("utf-8").strip()),
+            Message("assistant", folder.joinpath("example_assistant.md").read_text("utf-8").strip()))
 
 
 def new_conversation(prompt: str, model_kind: str = "omost") -> list[Message]:

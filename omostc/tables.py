@@ -7,6 +7,7 @@ enumerations from here, so they cannot drift apart.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
 from typing import Mapping
@@ -72,6 +73,7 @@ REGION_TEXT_FIELDS: tuple[str, ...] = ("tags", "atmosphere", "style", "quality_m
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 896, 1152  # Omost's app defaults (OMOST.md section 8)
 
 
+@lru_cache(maxsize=1)
 def system_prompt() -> str:
     """The system prompt the Omost models were trained with, byte for byte."""
     return resources.files("omostc.data").joinpath("system_prompt.txt").read_bytes().decode("utf-8")
