@@ -247,6 +247,8 @@ def _quiet_libraries(quiet: bool) -> None:
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: the profile's; fp16 on a GPU, fp32 on a CPU.")
 @click.option("--device", help="cuda, cpu or mps (default: the profile's, else the best there is).")
 @click.option("--vae", help="Override the VAE (hub id, folder or single file).")
+@click.option("--model-config", help="For a single-file model: a diffusers folder or hub id with its component "
+              "configurations (default: SDXL base's, written offline).")
 @click.option("--offload", is_flag=True, help="Keep components on the CPU until they run (8 GB cards).")
 @click.option("--processor", type=click.Choice(["fast", "reference"]), help="Regional attention: fused, or Omost's literal formula.")
 @click.option("--force", is_flag=True, help="Render again what is already rendered.")
@@ -263,7 +265,7 @@ def _quiet_libraries(quiet: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Failures and the summary only.")
 def render(specs, profile_name, model, out_dir, seeds, images, width, height, steps, cfg, negative_prompt,
            sketch_strength, highres_scale, highres_steps, highres_denoise, sampler, pooled, dtype, device, vae,
-           offload, processor, force, executor, workers, ray_address, threads, log_format, from_png,
+           model_config, offload, processor, force, executor, workers, ray_address, threads, log_format, from_png,
            quiet) -> None:
     """Render scene specs (or Canvas code) in a batch: incremental, resumable, one failure never
     stops the rest."""
@@ -280,7 +282,7 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
     if model:  # a model on the command line: the sdxl backend, the profile's settings otherwise
         profile = replace(profile, name=profile.name if profile_name else "cli", backend="sdxl", model=model)
     profile = replace(profile, dtype=dtype or profile.dtype, device=device or profile.device, vae=vae or profile.vae,
-                      offload=offload or profile.offload, processor=processor or profile.processor)
+                      model_config=model_config or profile.model_config, offload=offload or profile.offload, processor=processor or profile.processor)
     overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
                      sketch_strength=sketch_strength, sampler=sampler, pooled=pooled, highres_scale=highres_scale,
                      highres_steps=highres_steps, highres_denoise=highres_denoise)
@@ -559,6 +561,19 @@ def tiny_sdxl(folder: str, seed: int, size: str) -> None:
 
     _quiet_libraries(True)
     click.echo(str(build_tiny_sdxl(folder, seed=seed, size=size)))
+
+
+@dev.command("single-file")
+@click.argument("model")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True)
+def single_file(model: str, output: str, dtype: str) -> None:
+    """Write an SDXL model (hub id, diffusers folder, builtin:tiny-sdxl) as one .safetensors
+    checkpoint in the original layout, the one A1111, ComfyUI and from_single_file read."""
+    from .backends.sdxl.checkpoint import export_single_file
+
+    _quiet_libraries(True)
+    click.echo(str(export_single_file(model, output, dtype=dtype)))
 
 
 if __name__ == "__main__":

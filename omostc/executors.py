@@ -38,7 +38,8 @@ def make_backend(profile: Profile, threads: int | None = None):
     device = profile.device or default_device()
     dtype = profile.dtype or ("fp32" if device == "cpu" else "fp16")
     return SDXLRegionalBackend(load_sdxl(profile.model, dtype=dtype, device=device, vae=profile.vae,
-                                         vae_dtype=profile.vae_dtype, offload=profile.offload), profile.processor)
+                                         vae_dtype=profile.vae_dtype, offload=profile.offload,
+                                         config=profile.model_config), profile.processor)
 
 
 def default_device() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .diagnostics import Diagnostic, OmostcError
@@ -33,20 +34,29 @@ def read_text(path: str | os.PathLike) -> str:
     return text.removeprefix("\ufeff")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a part of it."""
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary name beside ``path`` to write to; on success it replaces ``path`` in one step.
+
+    Readers see the old file or the whole new one, never a part; on failure nothing is left.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that readers see the old content or the new, never a part of it."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

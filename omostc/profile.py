@@ -39,6 +39,7 @@ class Profile:
     name: str
     backend: str = "preview"
     model: str | None = None
+    model_config: str | None = None
     dtype: str | None = None
     vae_dtype: str | None = None
     vae: str | None = None
@@ -53,6 +54,8 @@ class Profile:
         """What decides the pictures (not where or how fast they are made)."""
         data = {"backend": self.backend, "model": self.model, "vae": self.vae, "dtype": self.dtype,
                 "vae_dtype": self.vae_dtype, "processor": self.processor}
+        if self.model_config is not None:  # absent from older digests, so their outputs stay current
+            data["model_config"] = self.model_config
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

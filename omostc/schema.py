@@ -203,6 +203,9 @@ def build_profile_schema() -> dict[str, Any]:
                         "description": "sdxl: regional attention on SDXL; preview: the layout picture, no model."},
             "model": {"type": "string", "minLength": 1,
                       "description": "Hub id, diffusers folder, single .safetensors file, or builtin:tiny-sdxl."},
+            "model_config": {"type": "string", "minLength": 1,
+                             "description": "For a single-file model: a diffusers folder or hub id with its "
+                                            "component configurations (default: SDXL base's, offline)."},
             "dtype": {"enum": ["fp32", "fp16", "bf16"]},
             "vae_dtype": {"enum": ["fp32", "fp16", "bf16"]},
             "vae": {"type": "string", "minLength": 1},

@@ -67,3 +67,17 @@ def clip_reference():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.SimpleTokenizer(str(vocab))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The offline SDXL-shaped model, written by the command users run (``omostc dev tiny-sdxl``)."""
+    pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
+    from click.testing import CliRunner
+
+    from omostc.cli import main
+
+    folder = tmp_path_factory.mktemp("tiny-sdxl")
+    result = CliRunner().invoke(main, ["dev", "tiny-sdxl", str(folder), "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    return folder

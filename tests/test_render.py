@@ -28,14 +28,6 @@ SMALL = RenderOptions(width=128, height=128, steps=3)
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-sdxl")
-    result = CliRunner().invoke(main, ["dev", "tiny-sdxl", str(folder), "--seed", "0"])
-    assert result.exit_code == 0, result.output
-    return folder
-
-
-@pytest.fixture(scope="session")
 def backend(tiny_model_dir):
     return SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"))
 

@@ -76,28 +76,35 @@ def resolve_model(model: str | os.PathLike) -> str:
     """``builtin:tiny-sdxl`` is built once into the cache (atomically); anything else is as given."""
     if str(model) != BUILTIN_TINY:
         return str(model)
-    target = cache_dir() / "tiny-sdxl-seed0"
+    return str(_built_once("tiny-sdxl-seed0", lambda folder: build_tiny_sdxl(folder, seed=0)))
+
+
+def _built_once(name: str, build) -> Path:
+    """``cache_dir()/name``, built by ``build(folder)`` the first time and moved into place whole."""
+    target = cache_dir() / name
     if not (target / "model_index.json").is_file():
         import shutil
         import tempfile
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tiny-sdxl-", dir=target.parent))
-        build_tiny_sdxl(tmp, seed=0)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        build(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    return target
 
 
 def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "cuda", vae: str | None = None,
               vae_dtype: str | None = None, offload: bool = False, variant: str | None = None,
-              local_files_only: bool | None = None) -> SDXLModel:
+              local_files_only: bool | None = None, config: str | None = None) -> SDXLModel:
     """Load SDXL from a hub id, a diffusers folder, or a single-file checkpoint.
 
     ``vae`` overrides the VAE (folder, hub id or single file); ``offload`` keeps each component
     on the CPU until it runs (for 8 GB cards); ``variant="fp16"`` picks fp16 weight files.
+    ``config`` (a diffusers folder or hub id) gives a single file its component configurations;
+    without it an SDXL-base checkpoint uses SDXL base's, written offline (no hub access).
     """
     import torch
 
@@ -109,7 +116,7 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
     try:
         with warnings.catch_warnings():  # diffusers >= 0.42 renames torch_dtype; older ones need it
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = _load_pipeline(cls, model, path, local, dt, variant, local_files_only)
+            pipe = _load_pipeline(cls, model, path, local, dt, variant, local_files_only, config)
     except ModelError:
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
@@ -128,13 +135,38 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
                      execution_device=torch.device(device))
 
 
-def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files_only):
+def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files_only, config):
     if local and path.is_file():
         if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
             raise ModelError(f"{path}: a single-file checkpoint must be .safetensors or .ckpt")
-        return cls.from_single_file(str(path), torch_dtype=dt)
+        config = single_file_config(path, config)
+        offline = config is not None and Path(config).is_dir()
+        try:
+            return cls.from_single_file(str(path), torch_dtype=dt, config=config,
+                                        local_files_only=offline if local_files_only is None else local_files_only)
+        except (OSError, ValueError) as exc:
+            hint = "" if config else (" (not SDXL base's layout: give --model-config, a diffusers folder or hub id "
+                                      "with this model's configurations)")
+            raise ModelError(f"cannot load SDXL from {path}: {exc}{hint}") from None
     return cls.from_pretrained(str(model), torch_dtype=dt, variant=variant,
                                local_files_only=local if local_files_only is None else local_files_only)
+
+
+def single_file_config(path: Path, config: str | None) -> str | None:
+    """Where a single file's component configurations come from: ``config`` when given (a
+    ``builtin:`` name is built), else SDXL base's written offline when the checkpoint is SDXL
+    base, else None (diffusers infers the type and fetches the configs from the hub)."""
+    if config is not None:
+        return resolve_model(config)
+    if path.suffix.lower() != ".safetensors":
+        return None
+    from .checkpoint import SDXL_BASE_KEY, checkpoint_keys
+
+    try:
+        keys = checkpoint_keys(path)
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise ModelError(f"{path}: not a readable .safetensors checkpoint ({exc})") from None
+    return str(sdxl_base_config()) if SDXL_BASE_KEY in keys else None
 
 
 def load_vae(vae: str | os.PathLike, *, dtype: str = "fp16"):
@@ -164,6 +196,58 @@ SDXL_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0's UNet configurati
     cross_attention_dim=2048, use_linear_projection=True, norm_num_groups=32, addition_embed_type="text_time",
     addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
 )
+
+
+SDXL_VAE = dict(  # its VAE: 8x downsampling, fp16 overflows without the fixed VAE, hence force_upcast
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, sample_size=1024,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512), scaling_factor=0.13025, force_upcast=True,
+)
+SDXL_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                      steps_offset=1, timestep_spacing="leading", interpolation_type="linear", prediction_type="epsilon",
+                      use_karras_sigmas=False)
+# CLIP ViT-L/14 and OpenCLIP ViT-bigG/14 text towers; token ids 0/2/1 are the hub configs' own (legacy) values.
+SDXL_TEXT = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+SDXL_CLIP_L = dict(SDXL_TEXT, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                   projection_dim=768, hidden_act="quick_gelu")
+SDXL_CLIP_G = dict(SDXL_TEXT, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                   projection_dim=1280, hidden_act="gelu")
+
+
+def write_sdxl_config_folder(folder: str | os.PathLike) -> Path:
+    """SDXL base's configurations and tokenizers in the diffusers layout, without weights: what
+    ``from_single_file(config=...)`` reads to assemble a pipeline around an original checkpoint."""
+    import json
+
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig
+
+    from ...tokenize import write_tokenizer_folder
+
+    folder = Path(folder)
+    for name, cls, config in (("unet", UNet2DConditionModel, SDXL_UNET), ("vae", AutoencoderKL, SDXL_VAE),
+                              ("scheduler", EulerDiscreteScheduler, SDXL_SCHEDULER)):
+        (folder / name).mkdir(parents=True, exist_ok=True)  # the JSON diffusers' save_config writes, no model built
+        (folder / name / cls.config_name).write_text(json.dumps({"_class_name": cls.__name__, **config}, indent=2),
+                                                     encoding="utf-8")
+    CLIPTextConfig(**SDXL_CLIP_L, architectures=["CLIPTextModel"]).save_pretrained(folder / "text_encoder")
+    CLIPTextConfig(**SDXL_CLIP_G, architectures=["CLIPTextModelWithProjection"]).save_pretrained(
+        folder / "text_encoder_2")
+    write_tokenizer_folder(folder / "tokenizer")
+    write_tokenizer_folder(folder / "tokenizer_2", pad="zero")
+    index = {"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": True,
+             "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"],
+             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def sdxl_base_config() -> Path:
+    """SDXL base's configuration folder, written once into the cache."""
+    return _built_once("sdxl-base-config", write_sdxl_config_folder)
 
 
 def unet_config(size: str) -> dict:
