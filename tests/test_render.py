@@ -176,6 +176,15 @@ def test_vae_override_and_dtype_loading(tiny_model_dir):
     assert image.size == (64, 64)
 
 
+def test_fp16_keeps_a_force_upcast_vae_in_fp32(tiny_model_dir):
+    """SDXL's own VAE overflows in fp16; its config says force_upcast, and diffusers decodes it in fp32."""
+    model = load_sdxl(tiny_model_dir, dtype="fp16", device="cpu")
+    assert model.vae.config.force_upcast
+    assert model.unet.dtype == torch.float16 and model.vae.dtype == torch.float32
+    assert load_sdxl(tiny_model_dir, dtype="fp16", device="cpu", vae_dtype="fp16").vae.dtype == torch.float16
+    assert load_sdxl(tiny_model_dir, dtype="bf16", device="cpu").vae.dtype == torch.bfloat16
+
+
 def test_offload_renders_the_same_image(tiny_model_dir, backend, dragon_ir):
     """accelerate's model offload hooks (on a GPU: weights on the CPU until used) change nothing."""
     offloaded = SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu", offload=True))

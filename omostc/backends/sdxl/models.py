@@ -101,7 +101,9 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
               local_files_only: bool | None = None, config: str | None = None) -> SDXLModel:
     """Load SDXL from a hub id, a diffusers folder, or a single-file checkpoint.
 
-    ``vae`` overrides the VAE (folder, hub id or single file); ``offload`` keeps each component
+    ``vae`` overrides the VAE (folder, hub id or single file); it runs in ``vae_dtype``, else in
+    ``dtype``, except that an fp16 load keeps a VAE whose config asks for ``force_upcast`` (SDXL's
+    own) in fp32, as diffusers' pipelines do; ``offload`` keeps each component
     on the CPU until it runs (for 8 GB cards); ``variant="fp16"`` picks fp16 weight files.
     ``config`` (a diffusers folder or hub id) gives a single file its component configurations;
     without it an SDXL-base checkpoint uses SDXL base's, written offline (no hub access).
@@ -123,7 +125,9 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
         raise ModelError(f"cannot load SDXL from {model}: {exc}") from None
     if vae is not None:
         pipe.vae = load_vae(vae, dtype=vae_dtype or dtype)
-    elif vae_dtype is not None:
+    if vae_dtype is None and dtype == "fp16" and getattr(pipe.vae.config, "force_upcast", False):
+        vae_dtype = "fp32"  # SDXL's own VAE overflows in fp16 (black images); it says so with force_upcast
+    if vae_dtype is not None:
         pipe.vae.to(dtype=torch_dtype(vae_dtype))
     if offload:
         pipe.enable_model_cpu_offload(device=device)
