@@ -130,6 +130,7 @@ def run_variant(variant: str, size: str, res: int, steps: int, device: str) -> d
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and inputs are in
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()  # weights and inputs, as for the CPU
         step()
         sync()
         times = []
@@ -138,7 +139,7 @@ def run_variant(variant: str, size: str, res: int, steps: int, device: str) -> d
             step()
             sync()
             times.append(time.perf_counter() - t0)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+    peak = ((torch.cuda.max_memory_allocated() - before) / 2**20 if device.startswith("cuda")
             else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
     return {"variant": variant, "step_s": sorted(times)[len(times) // 2], "peak_mib": peak,
             "tokens": int(sum(c.shape[0] for c in cond.layers)),
