@@ -134,12 +134,20 @@ def test_full_sdxl_layout_names_and_diffusers_reads_them_back(cache):
 
 
 def test_which_configuration_a_single_file_gets(tmp_path, cache, tiny_model_dir):
-    sdxl = tmp_path / "sdxl.safetensors"
-    save_file({ckpt.SDXL_BASE_KEY: torch.zeros(1)}, str(sdxl))
+    def checkpoint(name, in_channels=4, **extra):
+        path = tmp_path / f"{name}.safetensors"
+        save_file({ckpt.SDXL_BASE_KEY: torch.zeros(1),
+                   ckpt.UNET_PREFIX + "input_blocks.0.0.weight": torch.zeros(1, in_channels, 1, 1), **extra}, str(path))
+        return path
+
+    sdxl = checkpoint("sdxl")
+    assert single_file_config(sdxl, None) == str(cache / "sdxl-base-config")
+    # diffusers infers the others (and asks the hub for their configurations)
+    assert single_file_config(checkpoint("inpaint", in_channels=9), None) is None
+    assert single_file_config(checkpoint("playground", edm_mean=torch.zeros(1, 4, 1, 1)), None) is None
     other = tmp_path / "other.safetensors"
     save_file({"model.diffusion_model.out.2.bias": torch.zeros(1)}, str(other))
-    assert single_file_config(sdxl, None) == str(cache / "sdxl-base-config")
-    assert single_file_config(other, None) is None  # diffusers infers it (and asks the hub)
+    assert single_file_config(other, None) is None
     assert single_file_config(other, str(tiny_model_dir)) == str(tiny_model_dir)
     assert single_file_config(tmp_path / "x.ckpt", None) is None
     broken = tmp_path / "broken.safetensors"

@@ -174,8 +174,21 @@ def export_single_file(model: str | os.PathLike, out: str | os.PathLike, *, dtyp
     """Load an SDXL model (as ``load_sdxl`` does) and write it as one original-layout file."""
     from .models import load_sdxl
 
-    loaded = load_sdxl(model, dtype=dtype, device="cpu")  # converted while loading: one copy in memory
+    loaded = load_sdxl(model, dtype=dtype, vae_dtype=dtype, device="cpu")  # converted while loading: one copy
     return write_single_file(loaded.unet, loaded.vae, loaded.text_encoder, loaded.text_encoder_2, out)
+
+
+def is_sdxl_base_layout(path: str | os.PathLike) -> bool:
+    """Whether a ``.safetensors`` file is shaped as SDXL base (its fine-tunes included), read from
+    the header alone: the OpenCLIP tower's 10th block, a 4-channel UNet input (not an inpainting
+    model) and no EDM statistics (not Playground v2.5, which diffusers configures differently)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+        conv_in = UNET_PREFIX + "input_blocks.0.0.weight"
+        channels = handle.get_slice(conv_in).get_shape()[1] if conv_in in keys else None
+    return SDXL_BASE_KEY in keys and channels == 4 and "edm_mean" not in keys
 
 
 def checkpoint_keys(path: str | os.PathLike) -> set[str]:

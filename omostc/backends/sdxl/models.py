@@ -164,13 +164,13 @@ def single_file_config(path: Path, config: str | None) -> str | None:
         return resolve_model(config)
     if path.suffix.lower() != ".safetensors":
         return None
-    from .checkpoint import SDXL_BASE_KEY, checkpoint_keys
+    from .checkpoint import is_sdxl_base_layout
 
     try:
-        keys = checkpoint_keys(path)
+        sdxl_base = is_sdxl_base_layout(path)
     except Exception as exc:  # safetensors raises its own error types for a damaged header
         raise ModelError(f"{path}: not a readable .safetensors checkpoint ({exc})") from None
-    return str(sdxl_base_config()) if SDXL_BASE_KEY in keys else None
+    return str(sdxl_base_config()) if sdxl_base else None
 
 
 def load_vae(vae: str | os.PathLike, *, dtype: str = "fp16"):
