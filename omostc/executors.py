@@ -135,11 +135,15 @@ class LocalExecutor:
         self.progress = progress  # (item, its position, items, denoising step, steps)
 
     def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
+        load_error = None
         for index, item in enumerate(items):
-            try:
-                self.backend = self.backend or self.make()
-            except Exception as exc:  # noqa: BLE001 - a model that will not load fails every item, reported
-                yield index, None, 0.0, f"{type(exc).__name__}: {exc}"
+            if self.backend is None and load_error is None:
+                try:
+                    self.backend = self.make()
+                except Exception as exc:  # noqa: BLE001 - a model that will not load fails every item, once
+                    load_error = f"{type(exc).__name__}: {exc}"
+            if load_error is not None:
+                yield index, None, 0.0, load_error
                 continue
             step = ((lambda i, n, item=item, k=index: self.progress(item, k + 1, len(items), i, n))
                     if self.progress else None)

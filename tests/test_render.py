@@ -61,6 +61,11 @@ def test_loading_errors_are_clear(tmp_path):
         load_sdxl(bad, dtype="fp32", device="cpu")
     with pytest.raises(ModelError, match="dtype must be"):
         load_sdxl(tmp_path, dtype="fp64", device="cpu")
+    with pytest.raises(ModelError, match="unknown device 'tpu9'"):
+        load_sdxl(tmp_path, dtype="fp32", device="tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="device 'cuda' is not available: .*use --device cpu"):
+            load_sdxl(tmp_path, dtype="fp32", device="cuda")
 
 
 def test_same_seed_same_bytes_and_seeds_differ(backend, dragon_ir):

@@ -179,6 +179,23 @@ def test_a_failing_item_is_recorded_and_the_batch_goes_on(tmp_path):
     assert [r["status"] for r in rows] == ["rendered", "failed", "rendered"]
 
 
+def test_a_model_that_will_not_load_is_tried_once_and_fails_every_item(tmp_path):
+    from omostc import load_spec
+    from omostc.executors import LocalExecutor
+    from omostc.runner import run_batch
+
+    attempts = []
+
+    def make():
+        attempts.append(1)
+        raise OSError("cannot load SDXL from nowhere/model")
+
+    items = plan_items([(str(s), load_spec(s)) for s in SPECS[:2]], load_profile("preview"), images=2)
+    results = run_batch(items, LocalExecutor(make), tmp_path, model_name="nowhere/model")
+    assert len(attempts) == 1 and [r.status for r in results] == ["failed"] * 4
+    assert all(r.error == "OSError: cannot load SDXL from nowhere/model" for r in results)
+
+
 def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
     pytest.importorskip("ray", reason="ray is a dev dependency")
     from omostc import load_spec

@@ -112,6 +112,7 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
 
     cls = _pipeline_class()
     dt = torch_dtype(dtype)
+    check_device(device)
     model = resolve_model(model)
     path = Path(model)
     local = path.exists()
@@ -154,6 +155,21 @@ def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files
             raise ModelError(f"cannot load SDXL from {path}: {exc}{hint}") from None
     return cls.from_pretrained(str(model), torch_dtype=dt, variant=variant,
                                local_files_only=local if local_files_only is None else local_files_only)
+
+
+def check_device(device: str) -> None:
+    """A device torch can use here, or a ModelError that says why not (before anything loads)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r} ({exc}); use cuda, cpu or mps") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        why = "no CUDA device is visible" if torch.version.cuda else f"this torch ({torch.__version__}) has no CUDA"
+        raise ModelError(f"device {device!r} is not available: {why}; use --device cpu")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError(f"device {device!r} is not available here; use --device cpu")
 
 
 def single_file_config(path: Path, config: str | None) -> str | None:
