@@ -65,6 +65,32 @@ def test_render_cli_takes_a_single_file_and_its_config(tiny_model_dir, tiny_sing
     assert (out / "mountain-cabin" / "12345.png").is_file()
 
 
+def test_a_single_file_vae_takes_the_models_configuration(tiny_model_dir, tmp_path):
+    folder = load_sdxl(tiny_model_dir, dtype="fp32", device="cpu")
+    vae_file = tmp_path / "vae.safetensors"
+    save_file(ckpt.vae_state_dict(folder.vae.state_dict(), len(folder.vae.config.block_out_channels), prefix=""),
+              str(vae_file))
+    model = load_sdxl(tiny_model_dir, dtype="fp32", device="cpu", vae=str(vae_file))
+    a, b = folder.vae.state_dict(), model.vae.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_single_file_sdxl_vae_loads_offline(tmp_path, cache, monkeypatch):
+    """An SDXL-sized VAE file (as sdxl_vae.safetensors) gets SDXL base's VAE configuration."""
+    from diffusers import AutoencoderKL
+
+    from omostc.backends.sdxl.models import load_vae
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(sdxl_base_config() / "vae")).to(torch.float16)
+    vae_file = tmp_path / "sdxl_vae.safetensors"
+    save_file(ckpt.vae_state_dict(vae.state_dict(), 4, prefix=""), str(vae_file))
+    loaded = load_vae(vae_file, dtype="fp16")
+    a, b = vae.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_export_dtype_is_the_files(tiny_model_dir, tmp_path):
     out = ckpt.export_single_file(tiny_model_dir, tmp_path / "half.safetensors", dtype="fp16")
     with safe_open(str(out), framework="pt") as f:

@@ -93,13 +93,15 @@ def vae_key(key: str, num_blocks: int) -> str:
     return key
 
 
-def vae_state_dict(state: dict[str, Any], num_blocks: int) -> dict[str, Any]:
+def vae_state_dict(state: dict[str, Any], num_blocks: int, prefix: str = VAE_PREFIX) -> dict[str, Any]:
+    """AutoencoderKL in the original layout: inside a whole checkpoint (``first_stage_model.``),
+    or with ``prefix=""`` as a VAE file of its own (as Stability's ``sdxl_vae.safetensors``)."""
     out = {}
     for key, value in state.items():
         name = vae_key(key, num_blocks)
         if ".mid.attn_1." in name and name.endswith(".weight") and value.ndim == 2:
             value = value[:, :, None, None]  # the original attention projections are 1x1 convolutions
-        out[VAE_PREFIX + name] = value
+        out[prefix + name] = value
     return out
 
 

@@ -116,16 +116,25 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
     model = resolve_model(model)
     path = Path(model)
     local = path.exists()
+    single_file = local and path.is_file()
+    if single_file:
+        if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+            raise ModelError(f"{path}: a single-file checkpoint must be .safetensors or .ckpt")
+        config = single_file_config(path, config)
     try:
         with warnings.catch_warnings():  # diffusers >= 0.42 renames torch_dtype; older ones need it
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = _load_pipeline(cls, model, path, local, dt, variant, local_files_only, config)
+            if single_file:
+                pipe = _load_single_file(cls, path, dt, config, local_files_only)
+            else:
+                pipe = cls.from_pretrained(model, torch_dtype=dt, variant=variant,
+                                           local_files_only=local if local_files_only is None else local_files_only)
     except ModelError:
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
         raise ModelError(f"cannot load SDXL from {model}: {exc}") from None
-    if vae is not None:
-        pipe.vae = load_vae(vae, dtype=vae_dtype or dtype)
+    if vae is not None:  # a single-file VAE takes its configuration from the model's family
+        pipe.vae = load_vae(vae, dtype=vae_dtype or dtype, config=config if single_file else model)
     if vae_dtype is None and dtype == "fp16" and getattr(pipe.vae.config, "force_upcast", False):
         vae_dtype = "fp32"  # SDXL's own VAE overflows in fp16 (black images); it says so with force_upcast
     if vae_dtype is not None:
@@ -140,21 +149,15 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
                      execution_device=torch.device(device))
 
 
-def _load_pipeline(cls, model, path: Path, local: bool, dt, variant, local_files_only, config):
-    if local and path.is_file():
-        if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
-            raise ModelError(f"{path}: a single-file checkpoint must be .safetensors or .ckpt")
-        config = single_file_config(path, config)
-        offline = config is not None and Path(config).is_dir()
-        try:
-            return cls.from_single_file(str(path), torch_dtype=dt, config=config,
-                                        local_files_only=offline if local_files_only is None else local_files_only)
-        except (OSError, ValueError) as exc:
-            hint = "" if config else (" (not SDXL base's layout: give --model-config, a diffusers folder or hub id "
-                                      "with this model's configurations)")
-            raise ModelError(f"cannot load SDXL from {path}: {exc}{hint}") from None
-    return cls.from_pretrained(str(model), torch_dtype=dt, variant=variant,
-                               local_files_only=local if local_files_only is None else local_files_only)
+def _load_single_file(cls, path: Path, dt, config: str | None, local_files_only: bool | None):
+    offline = config is not None and Path(config).is_dir()
+    try:
+        return cls.from_single_file(str(path), torch_dtype=dt, config=config,
+                                    local_files_only=offline if local_files_only is None else local_files_only)
+    except (OSError, ValueError) as exc:
+        hint = "" if config else (" (not SDXL base's layout: give --model-config, a diffusers folder or hub id "
+                                  "with this model's configurations)")
+        raise ModelError(f"cannot load SDXL from {path}: {exc}{hint}") from None
 
 
 def check_device(device: str) -> None:
@@ -189,13 +192,17 @@ def single_file_config(path: Path, config: str | None) -> str | None:
     return str(sdxl_base_config()) if sdxl_base else None
 
 
-def load_vae(vae: str | os.PathLike, *, dtype: str = "fp16"):
+def load_vae(vae: str | os.PathLike, *, dtype: str = "fp16", config: str | None = None):
+    """A VAE from a folder, a hub id, or a single original-layout file; ``config`` (a diffusers
+    folder or hub id with a ``vae/`` configuration) shapes the single file, else SDXL base's."""
     from diffusers import AutoencoderKL
 
     path = Path(vae)
     try:
         if path.is_file():
-            return AutoencoderKL.from_single_file(str(path), torch_dtype=torch_dtype(dtype))
+            config = config or str(sdxl_base_config())
+            return AutoencoderKL.from_single_file(str(path), torch_dtype=torch_dtype(dtype), config=config,
+                                                  subfolder="vae", local_files_only=Path(config).is_dir())
         return AutoencoderKL.from_pretrained(str(vae), torch_dtype=torch_dtype(dtype), local_files_only=path.exists())
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a VAE from {vae}: {exc}") from None
