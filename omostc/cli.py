@@ -573,7 +573,11 @@ def single_file(model: str, output: str, dtype: str) -> None:
     from .backends.sdxl.checkpoint import export_single_file
 
     _quiet_libraries(True)
-    click.echo(str(export_single_file(model, output, dtype=dtype)))
+    try:
+        click.echo(str(export_single_file(model, output, dtype=dtype)))
+    except OmostcError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

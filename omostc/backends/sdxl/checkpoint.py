@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .models import ModelError
+
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_L_PREFIX = "conditioner.embedders.0.transformer.text_model."
@@ -48,7 +50,7 @@ def unet_key(key: str, layers_per_block: int, up_blocks_with_attention: set[int]
     m = re.fullmatch(r"(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?(resnets|attentions|downsamplers|upsamplers)"
                      r"\.(\d+)\.(.+)", key)
     if m is None:
-        raise ValueError(f"no original-layout name for UNet key {key!r}")
+        raise ModelError(f"no original-layout name for UNet key {key!r} (not an SDXL UNet?)")
     group, block, kind, index, tail = m.group(1), int(m.group(2) or 0), m.group(3), int(m.group(4)), m.group(5)
     if group == "mid_block":
         return f"middle_block.{2 * index}.{_resnet_tail(tail)}" if kind == "resnets" else f"middle_block.1.{tail}"
@@ -136,7 +138,7 @@ def open_clip_state_dict(state: dict[str, Any]) -> dict[str, Any]:
             continue
         m = re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)", key)
         if m is None:
-            raise ValueError(f"no OpenCLIP name for text encoder key {key!r}")
+            raise ModelError(f"no OpenCLIP name for text encoder key {key!r} (not SDXL's text_encoder_2?)")
         layer, module, param = int(m.group(1)), m.group(2), m.group(3)
         qkv = re.fullmatch(r"self_attn\.(q|k|v)_proj", module)
         if qkv:
