@@ -94,7 +94,6 @@ class RayExecutor:
     def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
-        from ray.util import ActorPool
 
         started_here = not ray.is_initialized()
         if started_here:
@@ -107,21 +106,49 @@ class RayExecutor:
             resources = {"num_gpus": 1} if gpus else {"num_cpus": threads}
             worker_cls = ray.remote(max_restarts=2, max_task_retries=2, **resources)(self.worker_cls)
             actors = [worker_cls.remote(self.profile, threads) for _ in range(count)]
-            pool = ActorPool(actors)
-            payloads = [_payload(i, item, model_name) for i, item in enumerate(items)]
-            yield from pool.map_unordered(lambda actor, p: actor.render.remote(p), payloads)
+            yield from _stream(ray, actors, [_payload(i, item, model_name) for i, item in enumerate(items)])
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _stream(ray, actors: list, payloads: list[dict]) -> Iterator[RenderResult]:
+    """Each payload to whichever actor is free, results as they finish. An item whose actor is
+    lost for good (Ray's restarts and retries spent) is a failed item; the batch goes on."""
+    pending = list(reversed(payloads))
+    running: dict = {}  # object ref -> (actor, payload)
+
+    def submit(actor) -> None:
+        if pending:
+            payload = pending.pop()
+            running[actor.render.remote(payload)] = (actor, payload)
+
+    for actor in actors:
+        submit(actor)
+    while running:
+        (ref,), _ = ray.wait(list(running), num_returns=1)
+        actor, payload = running.pop(ref)
+        try:
+            yield ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            yield payload["index"], None, 0.0, f"{type(exc).__name__}: {first}"
+        submit(actor)
 
 
 class RenderWorker:
     """A Ray actor holding one loaded pipeline for its whole life."""
 
     def __init__(self, profile: Profile, threads: int):
-        self.backend = make_backend(profile, threads)
+        self.backend, self.load_error = None, None
+        try:
+            self.backend = make_backend(profile, threads)
+        except Exception as exc:  # noqa: BLE001 - every item reports it, as with the local executor
+            self.load_error = f"{type(exc).__name__}: {exc}"
 
     def render(self, payload: dict) -> RenderResult:
+        if self.load_error is not None:
+            return payload["index"], None, 0.0, self.load_error
         return _render(self.backend, payload["index"], scene_from_dict(payload["scene"]),
                        RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
 

@@ -220,6 +220,39 @@ def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
     assert all(Path(r.output).is_file() for r in results)
 
 
+def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_path):
+    """Neither crashes the batch: every item is recorded failed, with the reason."""
+    pytest.importorskip("ray", reason="ray is a dev dependency")
+    from dataclasses import replace
+
+    import ray
+
+    from omostc import load_spec
+    from omostc.executors import RayExecutor, RenderWorker
+    from omostc.runner import run_batch
+
+    class AlwaysCrash(RenderWorker):
+        def render(self, payload):
+            os._exit(1)
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    preview = load_profile("preview")
+    items = plan_items([(str(s), load_spec(s)) for s in SPECS[:2]], preview, {"width": 64, "height": 64})
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", num_cpus=2)
+    try:
+        missing = replace(preview, backend="sdxl", model=str(tmp_path / "no-model"), device="cpu")
+        results = run_batch(items, RayExecutor(missing, workers=1, threads=1), tmp_path / "a", model_name="x")
+        assert [r.status for r in results] == ["failed"] * 2
+        assert all(r.error.startswith("ModelError: cannot load SDXL from") for r in results)
+
+        results = run_batch(items, RayExecutor(preview, workers=1, threads=1, worker_cls=AlwaysCrash),
+                            tmp_path / "b", model_name="preview")
+        assert [r.status for r in results] == ["failed"] * 2 and all("Actor" in r.error for r in results)
+        assert len(manifest_rows(tmp_path / "b")) == 2
+    finally:
+        ray.shutdown()
+
+
 def test_profile_render_settings_with_highres(tmp_path):
     path = tmp_path / "hr.yaml"
     path.write_text("version: 1\nbackend: preview\nrender:\n  steps: 12\n  highres:\n    scale: 1.5\n")
