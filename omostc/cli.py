@@ -278,15 +278,21 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
 
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
-    profile = load_profile(profile_name)  # default: preview
-    if model:  # a model on the command line: the sdxl backend, the profile's settings otherwise
-        profile = replace(profile, name=profile.name if profile_name else "cli", backend="sdxl", model=model)
-    profile = replace(profile, dtype=dtype or profile.dtype, device=device or profile.device, vae=vae or profile.vae,
-                      model_config=model_config or profile.model_config, offload=offload or profile.offload, processor=processor or profile.processor)
     overrides = dict(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=negative_prompt,
                      sketch_strength=sketch_strength, sampler=sampler, pooled=pooled, highres_scale=highres_scale,
                      highres_steps=highres_steps, highres_denoise=highres_denoise)
-    batch = collect_batch(list(specs), profile, overrides, list(seeds) or None, images, list(from_png))
+    try:
+        profile = load_profile(profile_name)  # default: preview
+        if model:  # a model on the command line: the sdxl backend, the profile's settings otherwise
+            profile = replace(profile, name=profile.name if profile_name else "cli", backend="sdxl", model=model)
+        profile = replace(profile, dtype=dtype or profile.dtype, device=device or profile.device,
+                          vae=vae or profile.vae, model_config=model_config or profile.model_config,
+                          offload=offload or profile.offload, processor=processor or profile.processor)
+        batch = collect_batch(list(specs), profile, overrides, list(seeds) or None, images, list(from_png))
+    except OmostcError as exc:  # a profile that cannot be used: nothing to run
+        diagnostics = getattr(exc, "diagnostics", None)
+        _print_diagnostics(diagnostics) if diagnostics else click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     profile, items = batch.profile, batch.items
     _print_diagnostics(batch.warnings, quiet or log_format == "json")
     if profile.backend == "sdxl":
@@ -315,8 +321,12 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
                        if prefix else f"{result.name} seed {result.seed}: {result.status} -> {result.output}",
                        err=True)
 
-    results = run_batch(items, runner, out_dir, model_name=profile.model or profile.backend,
-                        force=force or bool(from_png), failures=batch.failures, on_result=report)
+    try:
+        results = run_batch(items, runner, out_dir, model_name=profile.model or profile.backend,
+                            force=force or bool(from_png), failures=batch.failures, on_result=report)
+    except OSError as exc:  # the output folder itself (what was written so far stays, whole)
+        click.echo(f"{exc.filename or out_dir}: error: cannot write: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     counts = {s: sum(r.status == s for r in results) for s in ("rendered", "skipped", "failed")}
     if log_format == "text":
         click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed "

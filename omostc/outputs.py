@@ -54,14 +54,18 @@ def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: in
 
 
 def read_provenance(path) -> tuple[Scene, RenderOptions, int, str]:
-    """(scene, options, seed, model) from a PNG that omostc wrote."""
+    """(scene, options, seed, model) from a PNG that omostc wrote; ProvenanceError (the caller
+    names the file) for anything else."""
     try:
         with Image.open(path) as im:
             text: dict[str, Any] = dict(im.text)
     except OSError as exc:
-        raise ProvenanceError(f"{path}: cannot read the image: {exc}") from None
+        raise ProvenanceError(f"cannot read the image: {exc}") from None
     if SPEC_KEY not in text or RENDER_KEY not in text:
-        raise ProvenanceError(f"{path}: no omostc provenance in this PNG (was it written by omostc render?)")
+        raise ProvenanceError("no omostc provenance in this PNG (was it written by omostc render?)")
     scene = loads_spec(text[SPEC_KEY], file=f"{path}:{SPEC_KEY}")
-    data = json.loads(text[RENDER_KEY])
-    return scene, RenderOptions.from_dict(data["options"]), int(data["seed"]), str(data["model"])
+    try:
+        data = json.loads(text[RENDER_KEY])
+        return scene, RenderOptions.from_dict(data["options"]), int(data["seed"]), str(data["model"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk ({type(exc).__name__}: {exc})") from None

@@ -134,7 +134,11 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
             failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed", error=first))
     items = plan_items(sources, profile, overrides, seeds, images)
     for png in from_png:
-        scene, options, seed, png_model = read_provenance(png)
+        try:
+            scene, options, seed, png_model = read_provenance(png)
+        except OmostcError as exc:  # not an omostc PNG: a failure of its own, the rest still render
+            failures.append(ItemResult(name=Path(png).stem, source=png, seed=None, status="failed", error=str(exc)))
+            continue
         if profile.backend != "sdxl" or not profile.model:
             profile = replace(profile, backend="sdxl", model=png_model)
         original = (rendered_key(Path(png)) or "").split("-")

@@ -253,6 +253,28 @@ def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_p
         ray.shutdown()
 
 
+def test_render_command_errors_are_one_line_and_bad_pngs_do_not_stop_the_batch(tmp_path):
+    not_png, plain_png = tmp_path / "a.png", tmp_path / "b.png"
+    not_png.write_text("x")
+    Image.new("RGB", (8, 8)).save(plain_png)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["render", str(SPECS[0]), "--from-png", str(not_png), "--from-png", str(plain_png),
+                                    "-o", str(out), "-q"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert f"{not_png}: error: cannot read the image" in res.stderr
+    assert f"{plain_png}: error: no omostc provenance in this PNG" in res.stderr
+    assert (out / SPECS[0].stem / "12345.png").is_file() and len(manifest_rows(out)) == 3
+
+    res = CliRunner().invoke(main, ["render", str(SPECS[0]), "-p", "no-such-profile", "-o", str(out)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert res.stderr.startswith("no-such-profile: error: no profile 'no-such-profile'")
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(main, ["render", str(SPECS[0]), "-o", str(blocker / "out")])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit) and "error: cannot write" in res.stderr
+
+
 def test_profile_render_settings_with_highres(tmp_path):
     path = tmp_path / "hr.yaml"
     path.write_text("version: 1\nbackend: preview\nrender:\n  steps: 12\n  highres:\n    scale: 1.5\n")
