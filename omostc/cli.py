@@ -203,7 +203,7 @@ def schema(output: str | None, kind: str) -> None:
 
     text = schema_json() if kind == "scene" else profile_schema_json()
     if output:
-        write_text_atomic(output, text)
+        _run_batch([output], lambda path: write_text_atomic(path, text), "outputs")
     else:
         click.echo(text, nl=False)
 

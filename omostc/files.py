@@ -42,15 +42,29 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(_temporary_name(path.name))
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename in (str(tmp), tmp):  # name what the user asked for, not the temporary file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _temporary_name(name: str) -> str:
+    """A hidden sibling name for ``name``, within the 255 bytes file systems allow."""
+    if len(name.encode("utf-8")) > 200:
+        import hashlib
+
+        short = name.encode("utf-8")[:100].decode("utf-8", "ignore")
+        name = f"{short}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:12]}"
+    return f".{name}.{os.getpid()}.tmp"
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

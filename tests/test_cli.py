@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -113,3 +114,12 @@ def test_unwritable_output_is_reported_not_raised(tmp_path):
     blocker.write_text("x")
     res = run("compile", str(tmp_path / "a.md"), "-o", str(blocker / "sub" / "a.yaml"))
     assert res.exit_code == 1 and "error:" in res.stderr and "Traceback" not in res.output
+    # /proc takes no new files, even from root: the error names the output, not its temporary file
+    if os.path.isdir("/proc/self"):
+        for args in (("compile", str(tmp_path / "a.md"), "-o", "/proc/a.yaml"), ("schema", "-o", "/proc/s.json")):
+            res = run(*args)
+            assert res.exit_code == 1 and isinstance(res.exception, SystemExit), args
+            assert res.stderr.startswith(f"{args[-1]}: error: "), res.stderr
+    long_name = tmp_path / ("n" * 240 + ".yaml")  # valid, though its temporary name would not be
+    res = run("compile", str(tmp_path / "a.md"), "-o", str(long_name))
+    assert res.exit_code == 0 and long_name.is_file(), res.stderr
