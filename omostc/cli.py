@@ -230,7 +230,8 @@ def _quiet_libraries(quiet: bool) -> None:
 @click.option("--model", help="SDXL model (hub id, diffusers folder, .safetensors file); implies the sdxl backend.")
 @click.option("-o", "--out", "out_dir", default="renders", show_default=True, type=click.Path(file_okay=False),
               help="Images go to OUT/<spec name>/<seed>.png, rows to OUT/manifest.jsonl.")
-@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default: the spec's, the profile's, else 12345.")
+@click.option("--seed", "seeds", type=click.IntRange(0, 2**63 - 1), multiple=True,
+              help="Seed (repeatable); default: the spec's, the profile's, else 12345.")
 @click.option("--images", type=click.IntRange(1, 1000), help="Images per spec, seeds counting up from the first.")
 @click.option("--width", type=click.IntRange(64, 8192))
 @click.option("--height", type=click.IntRange(64, 8192))
@@ -310,11 +311,14 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
 
         runner = LocalExecutor(lambda: make_backend(profile, threads), show_step if live else None)
 
+    shown = {d.file for d in batch.warnings if d.severity == "error"}  # printed above, with their context
+
     def report(result) -> None:
         if log_format == "json":
             click.echo(json_module.dumps(result.row(), ensure_ascii=False), err=True)
         elif result.status == "failed":
-            click.echo(f"{result.source}: error: {result.error}", err=True)
+            if not (result.seed is None and result.source in shown):
+                click.echo(f"{result.source}: error: {result.error}", err=True)
         elif not quiet:
             prefix = "\r" if sys.stderr.isatty() else ""
             click.echo(f"{prefix}{result.name} seed {result.seed}: {result.status} -> {result.output}\033[K"

@@ -129,8 +129,11 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
             warnings.extend(found)
             sources.append((source, scene))
         except OmostcError as exc:
-            warnings.extend(getattr(exc, "diagnostics", None) or [])
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            diagnostics = getattr(exc, "diagnostics", None) or []
+            warnings.extend(diagnostics)
+            errors = [d for d in diagnostics if d.severity == "error"]
+            # the report names the file: the first error's own words (and where), not its full rendering
+            first = (_located(errors[0]) if errors else str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed", error=first))
     items = plan_items(sources, profile, overrides, seeds, images)
     for png in from_png:
@@ -146,6 +149,11 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
         items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
                                spec_hash(scene), settings))
     return Batch(profile, items, failures, warnings)
+
+
+def _located(d) -> str:
+    where = f"line {d.line}" + (f", column {d.col}" if d.col else "") + ": " if d.line else ""
+    return where + d.message
 
 
 def rendered_key(path: Path) -> str | None:

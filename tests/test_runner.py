@@ -66,6 +66,9 @@ def test_invalid_spec_is_recorded_and_the_rest_render(tmp_path):
     assert f"failed: {bad}" in res.stderr and "2 rendered, 0 already rendered, 1 failed" in res.stderr
     failed = [r for r in manifest_rows(out) if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["source"] == str(bad) and "missing required key" in failed[0]["error"]
+    assert failed[0]["error"].startswith("line 2, column ")  # where, in the manifest too
+    # each error once, located, with its line: not repeated by the item report
+    assert res.stderr.count("missing required key 'tags'") == 1 and f"{bad}:2:" in res.stderr
 
 
 def test_json_log(tmp_path):
