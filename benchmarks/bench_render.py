@@ -23,40 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("fast", "plain", "omost")
+sys.path.insert(0, str(REPO / "tests"))
 
-
-def omost_processor_class():
-    """Omost's cross-attention as it is written (OMOST.md section 6), for the baseline."""
-    import torch
-    import torch.nn.functional as F
-
-    class OmostCrossAttn:
-        def __init__(self, holder):
-            self.holder = holder
-
-        def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kw):
-            h, w = self.holder["resolutions"][hidden_states.shape[1]]
-            conds, masks = [], []
-            for m, c in self.holder["conds"]:
-                m = F.interpolate(m[None, None], (h, w), mode="nearest-exact").flatten().unsqueeze(1).repeat(1, c.size(1))
-                conds.append(c)
-                masks.append(m)
-            conds, masks = torch.cat(conds, dim=1), torch.cat(masks, dim=1)
-            mask_bool = masks > 0.5
-            mask_scale = (h * w) / torch.sum(masks, dim=0, keepdim=True)
-            b = conds.shape[0]
-            q, k, v = attn.to_q(hidden_states), attn.to_k(conds), attn.to_v(conds)
-            d = k.shape[-1] // attn.heads
-            q, k, v = (t.view(b, -1, attn.heads, d).transpose(1, 2) for t in (q, k, v))
-            mask_bool = mask_bool[None, None].repeat(q.size(0), q.size(1), 1, 1)
-            mask_scale = mask_scale[None, None].repeat(q.size(0), q.size(1), 1, 1)
-            sim = q @ k.transpose(-2, -1) * attn.scale
-            sim = sim * mask_scale.to(sim)
-            sim.masked_fill_(mask_bool.logical_not(), float("-inf"))
-            out = (sim.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, -1, attn.heads * d)
-            return attn.to_out[1](attn.to_out[0](out))
-
-    return OmostCrossAttn
+from omost_pipeline_reference import use_omost_cross_attention  # noqa: E402  (Omost's processor, literally)
 
 
 def scene_conditioning(unet):
@@ -108,9 +77,7 @@ def run_variant(variant: str, size: str, res: int, steps: int, device: str) -> d
             unet(torch.cat([x, x]), t, encoder_hidden_states=enc, added_cond_kwargs=added)
     else:
         holder = {"resolutions": latent_resolutions(lat, lat)}
-        cls = omost_processor_class()
-        unet.set_attn_processor({name: (cls(holder) if name.endswith("attn2.processor") else p)
-                                 for name, p in unet.attn_processors.items()})
+        use_omost_cross_attention(unet, holder)
         ones = torch.ones(90, 90, device=device)
         positive = [(torch.from_numpy(layer.mask(90, 90).astype("float32")).to(device), c[None].to(device, dtype))
                     for layer, c in zip(ir.layers, cond.layers)]
