@@ -145,12 +145,15 @@ def sample_dpmpp_2m(model, x, sigmas, **extra):
 
 @torch.inference_mode()
 def render_like_omost(model, canvas_outputs: dict, *, width: int, height: int, steps: int, cfg: float, seed: int,
-                      negative_prompt: str, resolutions: dict,
-                      sketch_strength: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                      negative_prompt: str, resolutions, sketch_strength: float | None = None,
+                      highres: tuple[float, int, float] | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """The final latents and the image from Omost's canvas outputs (``Canvas.process()``), Omost's
     way. ``model`` holds unet, vae, text encoders and tokenizers; its UNet gets Omost's
-    cross-attention."""
-    tok1, tok2, te1, te2 = model.tokenizer, model.tokenizer_2, model.text_encoder, model.text_encoder_2
+    cross-attention. ``resolutions(h, w)`` maps sequence lengths to latent sizes for an h x w
+    latent; ``highres`` is (scale, steps, denoise)."""
+    from PIL import Image
+
+    tok1, tok2, te1, te2, vae = model.tokenizer, model.tokenizer_2, model.text_encoder, model.text_encoder_2, model.vae
     positive, pooled = [], None
     for item in canvas_outputs["bag_of_conditions"]:
         cond, pooler = encode_condition(item["prefixes"], item["suffixes"], tok1, tok2, te1, te2)
@@ -158,24 +161,41 @@ def render_like_omost(model, canvas_outputs: dict, *, width: int, height: int, s
         positive.append((torch.from_numpy(item["mask"]).float(), cond))
     negative_cond, negative_pooled = encode_negative(negative_prompt, tok1, tok2, te1, te2)
     negative = [(torch.ones(90, 90), negative_cond)]
-
-    holder = {"resolutions": resolutions}
+    holder: dict = {}
     use_omost_cross_attention(model.unet, holder)
     k_model = KModel(model.unet, holder)
-    strength = 1.0 if sketch_strength is None else sketch_strength
-    sigmas = k_model.karras(int(steps / strength))[-(steps + 1):]
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((1, 4, height // 8, width // 8), generator=generator, dtype=model.unet.dtype)
-    initial = torch.zeros_like(noise)
+    generator = torch.Generator().manual_seed(seed)  # one generator for both passes, as in Omost's app
+
+    def pipeline(initial: torch.Tensor, strength: float, steps: int) -> torch.Tensor:
+        """StableDiffusionXLOmostPipeline.__call__: Karras sigmas for int(steps / strength), noise."""
+        h, w = initial.shape[-2:]
+        holder["resolutions"] = resolutions(h, w)
+        sigmas = k_model.karras(int(steps / strength))[-(steps + 1):]
+        noise = torch.randn((1, 4, h, w), generator=generator, dtype=model.unet.dtype)
+        time_ids = torch.tensor([[h * 8, w * 8, 0, 0, h * 8, w * 8]], dtype=torch.float32)
+        return sample_dpmpp_2m(k_model, initial + noise * sigmas[0], sigmas, cfg=cfg,
+                               positive=(positive, {"text_embeds": pooled, "time_ids": time_ids}),
+                               negative=(negative, {"text_embeds": negative_pooled, "time_ids": time_ids}))
+
+    def decode(latents: torch.Tensor) -> np.ndarray:
+        pixels = vae.decode(latents / vae.config.scaling_factor).sample
+        return (pixels[0].movedim(0, -1) * 127.5 + 127.5).float().numpy().clip(0, 255).astype(np.uint8)
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        return vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+
+    initial = torch.zeros((1, 4, height // 8, width // 8))
     if sketch_strength is not None:  # the colour sketch, blurred on the grid, resized, VAE-encoded (mode)
         sketch = torch.from_numpy(canvas_outputs["initial_latent"]).float()[None].movedim(-1, 1) / 127.5 - 1.0
         sketch = F.avg_pool2d(F.pad(sketch, (40, 40, 40, 40), mode="reflect"), kernel_size=81, stride=1)
-        sketch = F.interpolate(sketch, (height, width))
-        initial = model.vae.encode(sketch).latent_dist.mode() * model.vae.config.scaling_factor
-    latents = initial + noise * sigmas[0]
-    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
-    latents = sample_dpmpp_2m(k_model, latents, sigmas, cfg=cfg,
-                              positive=(positive, {"text_embeds": pooled, "time_ids": time_ids}),
-                              negative=(negative, {"text_embeds": negative_pooled, "time_ids": time_ids}))
-    pixels = model.vae.decode(latents / model.vae.config.scaling_factor).sample
-    return latents, (pixels[0].movedim(0, -1) * 127.5 + 127.5).float().numpy().clip(0, 255).astype(np.uint8)
+        initial = encode(F.interpolate(sketch, (height, width)))
+    latents = pipeline(initial, sketch_strength or 1.0, steps)
+    image = decode(latents)
+    if highres is not None:  # resize_without_crop (Lanczos), numpy2pytorch, encode, sample again
+        scale, highres_steps, denoise = highres
+        size = (int(round(width * scale / 64.0) * 64), int(round(height * scale / 64.0) * 64))
+        resized = np.array(Image.fromarray(image).resize(size, Image.LANCZOS))
+        pixels = torch.from_numpy(resized[None]).float().movedim(-1, 1) / 127.5 - 1.0
+        latents = pipeline(encode(pixels), denoise, highres_steps)
+        image = decode(latents)
+    return latents, image

@@ -22,7 +22,7 @@ import omost_pipeline_reference as reference  # noqa: E402
 import omost_reference as omost  # noqa: E402
 
 from omostc import decompile, load_spec, lower  # noqa: E402
-from omostc.backends.base import RenderOptions  # noqa: E402
+from omostc.backends.base import HighResFix, RenderOptions  # noqa: E402
 from omostc.backends.sdxl.attention import latent_resolutions  # noqa: E402
 from omostc.backends.sdxl.models import load_sdxl  # noqa: E402
 from omostc.backends.sdxl.render import SDXLRegionalBackend  # noqa: E402
@@ -57,7 +57,7 @@ def test_omost_mode_matches_omosts_pipeline(models, spec, sketch):
     canvas_outputs = omost.run_program(decompile(scene)).process()
     ref_latents, ref_image = reference.render_like_omost(
         other, canvas_outputs, width=width, height=height, steps=steps, cfg=cfg, seed=seed, negative_prompt=NEGATIVE,
-        resolutions=latent_resolutions(height // 8, width // 8), sketch_strength=sketch)
+        resolutions=latent_resolutions, sketch_strength=sketch)
 
     latents = omostc_latents(backend, scene, options, seed)
     assert ((latents - ref_latents).abs().max() / ref_latents.abs().max()).item() < 1e-4
@@ -68,6 +68,25 @@ def test_omost_mode_matches_omosts_pipeline(models, spec, sketch):
     assert np.array_equal(backend.decode(latents)[0], np.asarray(image))
 
 
+def test_highres_fix_matches_omosts(models):
+    """Omost's second pass: Lanczos resize to round(W * scale / 64) * 64, encode, sample again with
+    the same generator (its stream continues) at the hi-res denoise strength."""
+    backend, other = models
+    scene = load_spec(REPO / "specs" / "dragon.yaml")
+    options = RenderOptions(width=192, height=128, steps=4, cfg=5.0, negative_prompt=NEGATIVE,
+                            highres=HighResFix(scale=1.5, steps=3, denoise=0.5))
+    def omosts(denoise: float) -> np.ndarray:
+        return reference.render_like_omost(
+            other, omost.run_program(decompile(scene)).process(), width=192, height=128, steps=4, cfg=5.0, seed=11,
+            negative_prompt=NEGATIVE, resolutions=latent_resolutions, highres=(1.5, 3, denoise))[1].astype(int)
+
+    (image,) = backend.render(lower(scene, backend.tokenizer), options, [11])
+    image = np.asarray(image).astype(int)
+    assert image.shape == (192, 256, 3)  # round(4.5) * 64 = 256: Python's round, as Omost's
+    assert np.abs(image - omosts(0.5)).max() <= 1
+    assert np.abs(image - omosts(0.55)).max() > 10  # the second pass is sensitive: the check can fail
+
+
 def test_the_comparison_can_fail(models):
     """A 2% change of CFG, another negative prompt, or a region fewer: far beyond the tolerance."""
     backend, other = models
@@ -75,7 +94,7 @@ def test_the_comparison_can_fail(models):
     options = RenderOptions(width=128, height=128, steps=4, cfg=5.0, negative_prompt=NEGATIVE)
     ref_latents, _ = reference.render_like_omost(
         other, omost.run_program(decompile(scene)).process(), width=128, height=128, steps=4, cfg=5.0, seed=3,
-        negative_prompt=NEGATIVE, resolutions=latent_resolutions(16, 16))
+        negative_prompt=NEGATIVE, resolutions=latent_resolutions)
 
     def error(scene, **changes):
         latents = omostc_latents(backend, scene, replace(options, **changes), 3)
