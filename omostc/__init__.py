@@ -15,7 +15,6 @@ from .spec import Scene  # noqa: E402
 from .yamlio import dumps_spec, load_spec, loads_spec  # noqa: E402
 
 
-
 def __getattr__(name):
     # The IR pulls numpy; the compiler's entry points stay light until lowering is asked for.
     if name == "lower":

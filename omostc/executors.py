@@ -52,6 +52,19 @@ def default_device() -> str:
     return "cpu"
 
 
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _made(make: Callable[[], object]) -> tuple[object | None, str | None]:
+    """(backend, None), or (None, why) for a backend that cannot be made: every item then fails
+    with that reason, and the model is not tried again."""
+    try:
+        return make(), None
+    except Exception as exc:  # noqa: BLE001 - reported per item, the batch goes on
+        return None, _described(exc)
+
+
 def _payload(index: int, item, model_name: str) -> dict:
     """What a Ray worker needs of an item, as plain data."""
     return {"index": index, "scene": scene_to_dict(item.scene), "options": asdict(item.options),
@@ -69,7 +82,7 @@ def _render(backend, index: int, scene, options: RenderOptions, seed: int, key: 
         return index, data, time.perf_counter() - started, None
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
         _free_accelerator_memory()
-        return index, None, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+        return index, None, time.perf_counter() - started, _described(exc)
 
 
 def _free_accelerator_memory() -> None:
@@ -140,11 +153,7 @@ class RenderWorker:
     """A Ray actor holding one loaded pipeline for its whole life."""
 
     def __init__(self, profile: Profile, threads: int):
-        self.backend, self.load_error = None, None
-        try:
-            self.backend = make_backend(profile, threads)
-        except Exception as exc:  # noqa: BLE001 - every item reports it, as with the local executor
-            self.load_error = f"{type(exc).__name__}: {exc}"
+        self.backend, self.load_error = _made(lambda: make_backend(profile, threads))
 
     def render(self, payload: dict) -> RenderResult:
         if self.load_error is not None:
@@ -159,18 +168,15 @@ class LocalExecutor:
     def __init__(self, make: Callable[[], object], progress: Callable[..., None] | None = None):
         self.make = make
         self.backend = None
+        self.load_error: str | None = None
         self.progress = progress  # (item, its position, items, denoising step, steps)
 
     def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
-        load_error = None
         for index, item in enumerate(items):
-            if self.backend is None and load_error is None:
-                try:
-                    self.backend = self.make()
-                except Exception as exc:  # noqa: BLE001 - a model that will not load fails every item, once
-                    load_error = f"{type(exc).__name__}: {exc}"
-            if load_error is not None:
-                yield index, None, 0.0, load_error
+            if self.backend is None and self.load_error is None:
+                self.backend, self.load_error = _made(self.make)
+            if self.load_error is not None:
+                yield index, None, 0.0, self.load_error
                 continue
             step = ((lambda i, n, item=item, k=index: self.progress(item, k + 1, len(items), i, n))
                     if self.progress else None)

@@ -27,6 +27,10 @@ def _contrast(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def layout_png(ir: SceneIR, width: int, height: int) -> bytes:
+    return _png(layout_image(ir, width, height))
+
+
+def layout_image(ir: SceneIR, width: int, height: int) -> Image.Image:
     """The sketch at image size, each region's box outlined and labelled with its layer number,
     name (or description) and depth; labels are drawn nearest-last so the front reads on top."""
     image = Image.fromarray(ir.sketch, mode="RGB").resize((width, height), Image.NEAREST).convert("RGBA")
@@ -53,4 +57,4 @@ def layout_png(ir: SceneIR, width: int, height: int) -> bytes:
         bbox = draw.textbbox((tx, ty), label, font=font)
         draw.rectangle((bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2), fill=(0, 0, 0, 170))
         draw.text((tx, ty), label, font=font, fill=(255, 255, 255, 255))
-    return _png(Image.alpha_composite(image, overlay).convert("RGB"))
+    return Image.alpha_composite(image, overlay).convert("RGB")

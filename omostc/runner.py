@@ -97,9 +97,9 @@ def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: di
         else:
             item_seeds = [DEFAULT_SEED + i for i in range(count)]
         settings = _digest({"options": asdict(options), "profile": profile.digest()})
-        name = Path(source).stem if source != "-" else "stdin"
+        name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
         for seed in item_seeds:
-            items.append(BatchItem(name, source, scene, int(seed), options, spec_hash(scene), settings))
+            items.append(BatchItem(name, source, scene, int(seed), options, scene_hash, settings))
     items.sort(key=lambda it: (it.options.snapped().width, it.options.snapped().height))
     return items
 

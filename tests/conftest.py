@@ -69,15 +69,19 @@ def clip_reference():
     return module.SimpleTokenizer(str(vocab))
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """The offline SDXL-shaped model, written by the command users run (``omostc dev tiny-sdxl``)."""
-    pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
+def dev_model(tmp_path_factory, command: str):
+    """An offline test model, written by the command users run (``omostc dev tiny-sdxl`` ...)."""
     from click.testing import CliRunner
 
     from omostc.cli import main
 
-    folder = tmp_path_factory.mktemp("tiny-sdxl")
-    result = CliRunner().invoke(main, ["dev", "tiny-sdxl", str(folder), "--seed", "0"])
+    folder = tmp_path_factory.mktemp(command)
+    result = CliRunner().invoke(main, ["dev", command, str(folder), "--seed", "0"])
     assert result.exit_code == 0, result.output
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
+    return dev_model(tmp_path_factory, "tiny-sdxl")

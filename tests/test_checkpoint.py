@@ -40,7 +40,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_single_file_loads_back_tensor_for_tensor_and_renders_the_same(tiny_model_dir, tiny_single_file):
-    keys = ckpt.checkpoint_keys(tiny_single_file)
+    with safe_open(str(tiny_single_file), framework="pt") as f:
+        keys = set(f.keys())
     assert {k.split(".")[0] for k in keys} == {"model", "first_stage_model", "conditioner"}
     assert not any(".resnets." in k or "down_blocks" in k for k in keys)  # no diffusers names left
     folder = load_sdxl(tiny_model_dir, dtype="fp32", device="cpu")

@@ -14,7 +14,7 @@ from omostc import compile_canvas, load_spec
 from omostc.cli import main
 from omostc.tables import system_prompt
 
-from conftest import REPO
+from conftest import REPO, dev_model
 
 CLEAN = (REPO / "specs" / "src" / "dragon.md").read_text(encoding="utf-8")
 EDITED = (REPO / "specs" / "src" / "dinosaur.md").read_text(encoding="utf-8")
@@ -158,10 +158,7 @@ def test_server_errors_are_clear(chat):
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     pytest.importorskip("transformers", reason="transformers is a dev dependency")
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    res = CliRunner().invoke(main, ["dev", "tiny-llama", str(folder), "--seed", "0"])
-    assert res.exit_code == 0, res.output
-    return folder
+    return dev_model(tmp_path_factory, "tiny-llama")
 
 
 def test_tiny_llama_loads_through_from_pretrained_and_gets_omosts_prompt(tiny_llama):

@@ -3,12 +3,10 @@ so ``omostc render specs/*.yaml`` always works."""
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image
 
 from ..ir import SceneIR
-from ..preview import layout_png
+from ..preview import layout_image
 from ..tokenize import default_tokenizer
 from .base import RenderOptions
 
@@ -22,6 +20,5 @@ class PreviewBackend:
 
     def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
         o = options.snapped()
-        image = Image.open(io.BytesIO(layout_png(ir, o.width, o.height)))
-        image.load()
+        image = layout_image(ir, o.width, o.height)
         return [image.copy() for _ in seeds]

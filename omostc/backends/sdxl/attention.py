@@ -208,12 +208,11 @@ def _finish(attn, out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     return out / attn.rescale_output_factor
 
 
-class RegionalAttnProcessor:
-    """The fused regional cross-attention (see the module docstring)."""
+class _RegionalProcessor:
+    """What both processors share: their owner's plan, and diffusers' own attention outside a render."""
 
     def __init__(self, owner: RegionalAttention):
         self.owner = owner
-        self._kv: tuple | None = None  # (render version, sequence length, projected keys and values)
         self._plain = None
 
     def _plain_attention(self, attn, hidden_states, encoder_hidden_states, attention_mask):
@@ -221,6 +220,14 @@ class RegionalAttnProcessor:
 
         self._plain = self._plain or AttnProcessor2_0()
         return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask)
+
+
+class RegionalAttnProcessor(_RegionalProcessor):
+    """The fused regional cross-attention (see the module docstring)."""
+
+    def __init__(self, owner: RegionalAttention):
+        super().__init__(owner)
+        self._kv: tuple | None = None  # (render version, sequence length, projected keys and values)
 
     def _keys_values(self, attn, encoder_hidden_states: torch.Tensor, plan: RegionPlan, res: "ResolutionPlan",
                      sequence_length: int):
@@ -269,18 +276,13 @@ class RegionalAttnProcessor:
         return _finish(attn, torch.cat([out_neg, out_pos]).to(hidden_states.dtype), residual)
 
 
-class OmostReferenceProcessor:
+class OmostReferenceProcessor(_RegionalProcessor):
     """Omost's cross-attention, literally: masks resized at every call, scores materialised."""
-
-    def __init__(self, owner: RegionalAttention):
-        self.owner = owner
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         plan = self.owner.plan
         if plan is None or encoder_hidden_states is None:
-            from diffusers.models.attention_processor import AttnProcessor2_0
-
-            return AttnProcessor2_0()(attn, hidden_states, encoder_hidden_states, attention_mask)
+            return self._plain_attention(attn, hidden_states, encoder_hidden_states, attention_mask)
         residual = hidden_states
         h, w = plan.resolution(hidden_states.shape[1])
         n = plan.images

@@ -160,14 +160,14 @@ def original_state_dict(unet, vae, text_encoder, text_encoder_2) -> dict[str, An
     return merged
 
 
-def write_single_file(unet, vae, text_encoder, text_encoder_2, out: str | os.PathLike, *, dtype=None) -> Path:
-    """Save SDXL components as one ``.safetensors`` checkpoint, atomically."""
+def write_single_file(unet, vae, text_encoder, text_encoder_2, out: str | os.PathLike) -> Path:
+    """Save SDXL components, in their dtypes, as one ``.safetensors`` checkpoint, atomically."""
     from safetensors.torch import save_file
 
     from ...files import atomic_path
 
     out = Path(out)
-    tensors = {k: (v if dtype is None else v.to(dtype)).detach().contiguous().cpu()
+    tensors = {k: v.detach().contiguous().cpu()
                for k, v in original_state_dict(unet, vae, text_encoder, text_encoder_2).items()}
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "written_by": "omostc"})
@@ -194,10 +194,3 @@ def is_sdxl_base_layout(path: str | os.PathLike) -> bool:
         channels = handle.get_slice(conv_in).get_shape()[1] if conv_in in keys else None
     return SDXL_BASE_KEY in keys and channels == 4 and "edm_mean" not in keys
 
-
-def checkpoint_keys(path: str | os.PathLike) -> set[str]:
-    """The tensor names in a ``.safetensors`` file, read from its header alone."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return set(handle.keys())
