@@ -9,8 +9,9 @@ import time
 
 import torch
 
-from omostc.grammar import Limits
-from omostc.llm import SamplingOptions, TransformersChatBackend, build_tiny_llama, new_conversation
+from omostc.compiler.grammar import Limits
+from omostc.dev.tiny_llama import build_tiny_llama
+from omostc.llm import SamplingOptions, TransformersChatBackend, new_conversation
 
 TOKENS = 400
 ROUNDS = 5

@@ -14,8 +14,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from omostc import CompileError, compile_file  # noqa: E402
-from omostc.lowering import lower  # noqa: E402
-from omostc.tokenize import OfflineClipTokenizer, _offline_backend, clean_text  # noqa: E402
+from omostc.ir.clip.tokenize import OfflineClipTokenizer, _offline_backend, clean_text  # noqa: E402
+from omostc.ir.lowering import lower  # noqa: E402
 
 
 def scenes():

@@ -50,7 +50,7 @@ def run_variant(variant: str, size: str, res: int, steps: int, device: str) -> d
     from diffusers import UNet2DConditionModel
 
     from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, latent_resolutions
-    from omostc.backends.sdxl.models import unet_config
+    from omostc.backends.sdxl.tiny import unet_config
     from omostc.backends.sdxl.render import unet_inputs
 
     torch.manual_seed(0)

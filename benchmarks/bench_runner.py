@@ -43,9 +43,9 @@ def in_process_overhead(specs: list[Path], out: Path) -> tuple[float, float]:
     """(wall seconds per item, denoising seconds per item) from a batch run here: everything the
     runner does per item (lowering, encoding, decoding, PNG, atomic writes, manifest) counts."""
     from omostc import load_spec
-    from omostc.executors import LocalExecutor, make_backend
-    from omostc.profile import load_profile
-    from omostc.runner import plan_items, run_batch
+    from omostc.batch.executors import LocalExecutor, make_backend
+    from omostc.batch.profile import load_profile
+    from omostc.batch.runner import plan_items, run_batch
 
     profile = load_profile("tiny")
     backend = make_backend(profile)

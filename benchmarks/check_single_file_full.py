@@ -39,7 +39,8 @@ def check(work: Path) -> int:
     from omostc import load_spec, lower
     from omostc.backends.base import RenderOptions
     from omostc.backends.sdxl.checkpoint import write_single_file
-    from omostc.backends.sdxl.models import load_sdxl, sdxl_base_config
+    from omostc.backends.sdxl.configs import sdxl_base_config
+    from omostc.backends.sdxl.models import load_sdxl
     from omostc.backends.sdxl.render import SDXLRegionalBackend
 
     t = time.perf_counter()

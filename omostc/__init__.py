@@ -7,18 +7,18 @@ source (find the program) -> parse (Canvas code -> Scene) -> spec/schema/yamlio 
 
 __version__ = "0.1.0"
 
-from .api import check_scene, compile_file, compile_text, load_scene  # noqa: E402
-from .decompile import decompile  # noqa: E402
-from .diagnostics import CompileError, Diagnostic, OmostcError, SpecError  # noqa: E402
-from .parse import CompileResult, compile_canvas  # noqa: E402
-from .spec import Scene  # noqa: E402
-from .yamlio import dumps_spec, load_spec, loads_spec  # noqa: E402
+from omostc.api import check_scene, compile_file, compile_text, load_scene  # noqa: E402
+from omostc.compiler.decompile import decompile  # noqa: E402
+from omostc.compiler.parse import CompileResult, compile_canvas  # noqa: E402
+from omostc.diagnostics import CompileError, Diagnostic, OmostcError, SpecError  # noqa: E402
+from omostc.spec.model import Scene  # noqa: E402
+from omostc.spec.yamlio import dumps_spec, load_spec, loads_spec  # noqa: E402
 
 
 def __getattr__(name):
     # The IR pulls numpy; the compiler's entry points stay light until lowering is asked for.
     if name == "lower":
-        from .lowering import lower
+        from omostc.ir.lowering import lower
 
         return lower
     raise AttributeError(f"module 'omostc' has no attribute {name!r}")

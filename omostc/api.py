@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .diagnostics import CompileError, Diagnostic, SpecError
-from .files import InputError, read_text
-from .parse import CompileResult, compile_canvas
-from .spec import Provenance, Scene, scene_to_dict
-from .yamlio import load_spec, validate_data
+from omostc.compiler.parse import CompileResult, compile_canvas
+from omostc.diagnostics import CompileError, Diagnostic, SpecError
+from omostc.files import InputError, read_text
+from omostc.spec.model import Provenance, Scene, scene_to_dict
+from omostc.spec.yamlio import load_spec, validate_data
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -37,7 +37,7 @@ def compile_file(path: str | os.PathLike, *, partial: bool = False, prompt: str 
     try:
         text = read_text(path)
     except InputError as exc:
-        raise CompileError([exc.diagnostic]) from None
+        raise CompileError(exc.diagnostics) from None
     return compile_text(text, file=name, partial=partial, source=None if name == "-" else name,
                         prompt=prompt, model=model)
 
@@ -60,8 +60,8 @@ def check_scene(scene: Scene, *, file: str = "<scene>") -> None:
 def render_scene(backend, scene: Scene, options, seeds: list[int], model_name: str, progress=None,
                  extra_text: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
     """Render a scene with a backend; PNG bytes (provenance embedded) per seed."""
-    from .lowering import lower
-    from .outputs import png_bytes
+    from omostc.batch.outputs import png_bytes
+    from omostc.ir.lowering import lower
 
     ir = lower(scene, backend.tokenizer)
     images = backend.render(ir, options, seeds, progress=progress)

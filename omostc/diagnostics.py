@@ -20,7 +20,7 @@ MAX_MESSAGE = 400
 class Diagnostic:
     severity: Severity
     message: str
-    file: str = "<input>"
+    file: str | None = "<input>"
     line: int | None = None  # 1-based, in the original file
     col: int | None = None  # 1-based
     end_col: int | None = None  # 1-based, exclusive; None marks a single caret
@@ -31,7 +31,7 @@ class Diagnostic:
             object.__setattr__(self, "message", self.message[:MAX_MESSAGE] + " ...")
 
     def location(self) -> str:
-        parts = [self.file]
+        parts = [self.file] if self.file else []
         if self.line is not None:
             parts.append(str(self.line))
             if self.col is not None:
@@ -39,7 +39,8 @@ class Diagnostic:
         return ":".join(parts)
 
     def format(self) -> str:
-        head = f"{self.location()}: {self.severity}: {self.message}"
+        where = self.location()
+        head = f"{where}: {self.severity}: {self.message}" if where else f"{self.severity}: {self.message}"
         if self.source_line is None or self.line is None:
             return head
         text = self.source_line.rstrip("\r\n").expandtabs(1)
@@ -62,18 +63,17 @@ def _shorten(text: str, limit: int = 240) -> str:
 
 
 class OmostcError(Exception):
-    """Base of every user-facing error omostc raises; the CLI prints it without a traceback."""
+    """Base of every user-facing error omostc raises. It carries located diagnostics, so every
+    front end (the CLI, a JSON log, a web page) can show where the problem is; the CLI prints
+    them without a traceback. ``OmostcError("message", file=...)`` makes a one-diagnostic error."""
 
-
-class CompileError(OmostcError):
-    """Canvas code (or a spec) that cannot be compiled; carries every located diagnostic."""
-
-    answer: str | None = None  # set by the LLM front: the model's answer that did not compile
-
-    def __init__(self, diagnostics: list[Diagnostic], *, truncated: bool = False):
-        self.diagnostics = list(diagnostics)
-        self.truncated = truncated
-        super().__init__("\n".join(d.format() for d in self.errors) or "compilation failed")
+    def __init__(self, problem: str | list[Diagnostic] = "", *, file: str | None = None):
+        if isinstance(problem, str):
+            self.diagnostics = [Diagnostic("error", problem, file=file)] if problem else []
+            super().__init__(problem)
+        else:
+            self.diagnostics = list(problem)
+            super().__init__("\n".join(d.format() for d in self.errors) or type(self).__name__)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -83,10 +83,51 @@ class CompileError(OmostcError):
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
+    def summary(self) -> str:
+        """The first error in one line, located by line and column (the file is named elsewhere)."""
+        first = self.errors[0] if self.errors else None
+        if first is None:
+            return str(self).splitlines()[0] if str(self) else type(self).__name__
+        where = f"line {first.line}" + (f", column {first.col}" if first.col else "") + ": " if first.line else ""
+        return where + first.message
+
+
+class InputError(OmostcError):
+    """An input file that cannot be read (missing, not UTF-8, too large)."""
+
+
+class CompileError(OmostcError):
+    """Canvas code that cannot be compiled; carries every located diagnostic."""
+
+    answer: str | None = None  # set by the LLM front: the model's answer that did not compile
+
+    def __init__(self, diagnostics: list[Diagnostic], *, truncated: bool = False):
+        super().__init__(list(diagnostics))
+        self.truncated = truncated
+        if not self.errors:
+            self.args = ("compilation failed",)
+
 
 class SpecError(OmostcError):
-    """A YAML scene spec that does not load or does not validate; carries located diagnostics."""
+    """A YAML scene spec or render profile that does not load or does not validate."""
 
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = list(diagnostics)
-        super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+class SettingsError(SpecError):
+    """Render settings out of range, or an option the chosen backend does not have; raised before
+    any model loads, whichever source the setting came from (flag, spec, profile, PNG)."""
+
+
+class ProvenanceError(OmostcError):
+    """A PNG without omostc's provenance chunks, or with damaged ones."""
+
+
+class ModelError(OmostcError):
+    """A model that cannot be loaded, or a device that cannot be used."""
+
+
+class RenderError(OmostcError):
+    """A render that cannot run with the IR and settings it was given."""
+
+
+class LLMError(OmostcError):
+    """A language model or server that cannot answer."""

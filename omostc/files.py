@@ -7,15 +7,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .diagnostics import Diagnostic, OmostcError
+from omostc.diagnostics import Diagnostic, InputError
 
 STDIN = "-"
-
-
-class InputError(OmostcError):
-    def __init__(self, diagnostic: Diagnostic):
-        self.diagnostic = diagnostic
-        super().__init__(diagnostic.format())
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -24,13 +18,13 @@ def read_text(path: str | os.PathLike) -> str:
     try:
         data = sys.stdin.buffer.read() if name == STDIN else Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(Diagnostic("error", f"cannot read: {exc.strerror or exc}", file=name)) from None
+        raise InputError([Diagnostic("error", f"cannot read: {exc.strerror or exc}", file=name)]) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError(Diagnostic("error", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                    file=name, line=line)) from None
+        raise InputError([Diagnostic("error", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                     file=name, line=line)]) from None
     return text.removeprefix("\ufeff")
 
 

@@ -60,7 +60,7 @@ def clip_reference():
     """OpenAI's own simple_tokenizer.py, shipped beside the CLIP vocabulary in openai-clip."""
     import importlib.util
 
-    from omostc.tokenize import find_clip_vocab
+    from omostc.ir.clip.tokenize import find_clip_vocab
 
     vocab = find_clip_vocab()
     spec = importlib.util.spec_from_file_location("clip_reference_tokenizer", vocab.parent / "simple_tokenizer.py")

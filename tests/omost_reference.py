@@ -13,7 +13,7 @@ import types
 
 import numpy as np
 
-from omostc.tables import AREAS, COLORS, LOCATIONS, OFFSETS
+from omostc.spec.tables import AREAS, COLORS, LOCATIONS, OFFSETS
 
 _FENCE = re.compile(r"```python\n(.*?)\n```", re.DOTALL)
 
@@ -122,7 +122,7 @@ def from_bot_response(response: str) -> Canvas:
 
 def extract_program_code(path) -> str:
     """The program text of a corpus file, found the way omostc finds it (fences, quoting)."""
-    from omostc.source import extract_program
+    from omostc.compiler.source import extract_program
 
     return extract_program(path.read_text(encoding="utf-8")).code
 

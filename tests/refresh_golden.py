@@ -14,7 +14,7 @@ GOLDEN = REPO / "tests" / "golden"
 
 def golden_ir(spec: Path) -> str:
     from omostc import load_spec, lower
-    from omostc.ir import to_json
+    from omostc.ir.model import to_json
 
     return to_json(lower(load_spec(spec)).to_dict()) + "\n"
 

@@ -8,14 +8,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is a dev dependency")
 pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 
+from conftest import REPO  # noqa: E402
 from diffusers.models.attention_processor import Attention  # noqa: E402
+from helpers import GLOBAL, REGION, program  # noqa: E402
 
 from omostc import compile_canvas, load_spec, lower  # noqa: E402
 from omostc.backends.sdxl import attention  # noqa: E402
 from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, latent_resolutions, padded  # noqa: E402
-
-from conftest import REPO  # noqa: E402
-from helpers import GLOBAL, REGION, program  # noqa: E402
 
 
 class OneLayerUNet(torch.nn.Module):

@@ -10,17 +10,17 @@ torch = pytest.importorskip("torch", reason="torch is a dev dependency")
 pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 
 from click.testing import CliRunner  # noqa: E402
+from conftest import REPO  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from omostc import load_spec, lower  # noqa: E402
 from omostc.backends.base import RenderOptions  # noqa: E402
 from omostc.backends.sdxl import checkpoint as ckpt  # noqa: E402
-from omostc.backends.sdxl.models import ModelError, load_sdxl, sdxl_base_config, single_file_config  # noqa: E402
+from omostc.backends.sdxl.configs import sdxl_base_config  # noqa: E402
+from omostc.backends.sdxl.models import ModelError, export_single_file, load_sdxl, single_file_config  # noqa: E402
 from omostc.backends.sdxl.render import SDXLRegionalBackend  # noqa: E402
 from omostc.cli import main  # noqa: E402
-
-from conftest import REPO  # noqa: E402
 
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 
@@ -101,7 +101,7 @@ def test_export_errors_are_clear(tmp_path):
 
 
 def test_export_dtype_is_the_files(tiny_model_dir, tmp_path):
-    out = ckpt.export_single_file(tiny_model_dir, tmp_path / "half.safetensors", dtype="fp16")
+    out = export_single_file(tiny_model_dir, tmp_path / "half.safetensors", dtype="fp16")
     with safe_open(str(out), framework="pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
         assert f.metadata()["written_by"] == "omostc"

@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
+from helpers import GLOBAL, REGION, program
 
 from omostc.cli import main
-
-from helpers import GLOBAL, REGION, program
 
 GOOD = program(GLOBAL, REGION)
 BAD = program(GLOBAL.replace("'wheat'", "f'{x}'"))

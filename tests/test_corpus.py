@@ -8,13 +8,12 @@ import re
 import subprocess
 import sys
 
+import omost_reference as omost
 import pytest
+from conftest import corpus_files, needs_shared, omost_accepted_corpus
 
 from omostc import CompileError, compile_file, lower
-from omostc.source import extract_program
-
-import omost_reference as omost
-from conftest import corpus_files, needs_shared, omost_accepted_corpus
+from omostc.compiler.source import extract_program
 
 EXPECTED_FAILURES = {"041.txt", "042.txt", "043.txt", "044.txt"}  # truncated x2, not a canvas x2
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from conftest import REPO
 
 from omostc import check_scene, compile_canvas, decompile, load_spec
-from omostc.grammar import canvas_gbnf, sample
-
-from conftest import REPO
+from omostc.compiler.grammar import canvas_gbnf, sample
 
 xgr = pytest.importorskip("xgrammar", reason="xgrammar is a dev dependency: it reads the GBNF independently")
 from xgrammar.testing import _is_grammar_accept_string as accepts  # noqa: E402
@@ -69,14 +68,14 @@ def test_cli_prints_the_grammar():
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
-    from omostc.llm import build_tiny_llama
+    from omostc.dev.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-grammar"), seed=0)
 
 
 def test_tiny_llama_under_the_grammar_always_writes_a_valid_scene(tiny_llama):
     from omostc import CompileError
-    from omostc.grammar import Limits
+    from omostc.compiler.grammar import Limits
     from omostc.llm import SamplingOptions, TransformersChatBackend, new_conversation
 
     limits = Limits(string=10, items=2, regions=2, comments=1, comment=10)  # every answer ends in ~1,000 tokens
@@ -103,9 +102,9 @@ def test_tiny_llama_under_the_grammar_always_writes_a_valid_scene(tiny_llama):
 @pytest.mark.parametrize("mode, field", [("llama.cpp", "grammar"), ("vllm", "guided_grammar")])
 def test_servers_receive_the_grammar(mode, field, tmp_path):
     from click.testing import CliRunner
+    from test_llm import CLEAN, ChatServer
 
     from omostc.cli import main
-    from test_llm import CLEAN, ChatServer
 
     server = ChatServer([CLEAN])
     try:
@@ -120,10 +119,10 @@ def test_servers_receive_the_grammar(mode, field, tmp_path):
 
 def test_generic_models_get_instructions_and_a_worked_example(tmp_path):
     from click.testing import CliRunner
+    from test_llm import CLEAN, EDITED, ChatServer
 
     from omostc.cli import main
-    from omostc.tables import system_prompt
-    from test_llm import CLEAN, EDITED, ChatServer
+    from omostc.spec.tables import system_prompt
 
     server = ChatServer([CLEAN, EDITED])
     try:
@@ -151,11 +150,11 @@ def test_json_schema_servers_answer_with_a_spec_that_becomes_canvas_code(tmp_pat
     import json as json_module
 
     from click.testing import CliRunner
+    from test_llm import ChatServer
 
     from omostc.cli import main
-    from omostc.schema import scene_schema
-    from omostc.spec import scene_to_dict
-    from test_llm import ChatServer
+    from omostc.spec.model import scene_to_dict
+    from omostc.spec.schema import scene_schema
 
     scene = load_spec(REPO / "specs" / "dragon.yaml")
     data = scene_to_dict(scene)

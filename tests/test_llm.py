@@ -9,12 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO, dev_model
 
 from omostc import compile_canvas, load_spec
 from omostc.cli import main
-from omostc.tables import system_prompt
-
-from conftest import REPO, dev_model
+from omostc.spec.tables import system_prompt
 
 CLEAN = (REPO / "specs" / "src" / "dragon.md").read_text(encoding="utf-8")
 EDITED = (REPO / "specs" / "src" / "dinosaur.md").read_text(encoding="utf-8")

@@ -6,17 +6,16 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import omost_reference as omost
 import pytest
 from click.testing import CliRunner
+from conftest import REPO, compiling_corpus, needs_shared, omost_accepted_corpus
+from helpers import GLOBAL, REGION, program
 from PIL import Image
 
 from omostc import compile_canvas, compile_file, lower
 from omostc.cli import main
-from omostc.masks import box_mask, feathered_box_mask
-
-import omost_reference as omost
-from conftest import REPO, compiling_corpus, needs_shared, omost_accepted_corpus
-from helpers import GLOBAL, REGION, program
+from omostc.ir.masks import box_mask, feathered_box_mask
 
 torch = pytest.importorskip("torch", reason="torch is a dev dependency: the tensors are compared with torch's own")
 
@@ -41,7 +40,7 @@ def test_sketch_equals_omosts_initial_latent(path):
     expected = omost.run_program(omost.extract_program_code(path)).process()["initial_latent"]
     ir = lower(compile_file(path).scene)
     assert ir.sketch.dtype == np.uint8 and np.array_equal(ir.sketch, expected)
-    png = Image.open(io.BytesIO(__import__("omostc.preview", fromlist=["x"]).sketch_png(ir)))
+    png = Image.open(io.BytesIO(__import__("omostc.ir.pictures", fromlist=["x"]).sketch_png(ir)))
     assert png.mode == "RGB" and np.array_equal(np.asarray(png), expected)
 
 
@@ -107,7 +106,7 @@ def test_edge_cases_empty_long_suffix_long_prefix():
 
 
 def test_layer_without_suffixes_gets_one_prefix_chunk():
-    from omostc.ir import Layer
+    from omostc.ir.model import Layer
 
     layer = Layer(kind="global", box=(0, 90, 0, 90), color=(0, 0, 0), prefixes=["a."], suffixes=[],
                   prefix_ids=[320, 269], suffix_ids=[], bags=[[]])

@@ -20,14 +20,13 @@ pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 
 import omost_pipeline_reference as reference  # noqa: E402
 import omost_reference as omost  # noqa: E402
+from conftest import REPO  # noqa: E402
 
 from omostc import decompile, load_spec, lower  # noqa: E402
 from omostc.backends.base import HighResFix, RenderOptions  # noqa: E402
 from omostc.backends.sdxl.attention import latent_resolutions  # noqa: E402
 from omostc.backends.sdxl.models import load_sdxl  # noqa: E402
 from omostc.backends.sdxl.render import SDXLRegionalBackend  # noqa: E402
-
-from conftest import REPO  # noqa: E402
 
 NEGATIVE = "lowres, bad anatomy, bad hands, cropped, worst quality"
 

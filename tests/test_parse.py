@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from helpers import GLOBAL, REGION, errors_of, one_error, program
 
 from omostc import compile_canvas
-from omostc.spec import Box
-
-from helpers import GLOBAL, REGION, errors_of, one_error, program
+from omostc.spec.model import Box
 
 
 def test_keyword_program():
@@ -255,7 +254,7 @@ def test_huge_string_value_in_an_enum_field_is_rejected_quickly():
 
 
 def test_oversized_input_is_refused():
-    from omostc.parse import MAX_SOURCE_CHARS
+    from omostc.compiler.parse import MAX_SOURCE_CHARS
 
     err = one_error("#" * (MAX_SOURCE_CHARS + 1))
     assert "limit" in err.message

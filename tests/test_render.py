@@ -11,18 +11,17 @@ torch = pytest.importorskip("torch", reason="torch is a dev dependency")
 pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 
 from click.testing import CliRunner  # noqa: E402
+from conftest import REPO  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from omostc import load_spec, lower  # noqa: E402
 from omostc.backends.base import HighResFix, RenderOptions, resolve_options  # noqa: E402
+from omostc.backends.common.sampling import DiscreteSchedule  # noqa: E402
 from omostc.backends.sdxl.models import ModelError, load_sdxl  # noqa: E402
 from omostc.backends.sdxl.render import RenderError, SDXLRegionalBackend  # noqa: E402
+from omostc.batch.outputs import read_provenance  # noqa: E402
 from omostc.cli import main  # noqa: E402
-from omostc.outputs import read_provenance  # noqa: E402
-from omostc.sampler import DiscreteSchedule  # noqa: E402
-from omostc.spec import RenderSettings  # noqa: E402
-
-from conftest import REPO  # noqa: E402
+from omostc.spec.model import RenderSettings  # noqa: E402
 
 SMALL = RenderOptions(width=128, height=128, steps=3)
 

@@ -6,15 +6,14 @@ import os
 from dataclasses import replace
 
 import pytest
+from conftest import compiling_corpus, needs_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from omostc import check_scene, compile_canvas, compile_file, decompile, dumps_spec, loads_spec
-from omostc.spec import Box, GlobalDescription, Region, Scene
-from omostc.yamlio import _PySpecDumper
-from omostc.tables import AREAS, COLORS, LOCATIONS, OFFSETS
-
-from conftest import compiling_corpus, needs_shared
+from omostc.spec.model import Box, GlobalDescription, Region, Scene
+from omostc.spec.tables import AREAS, COLORS, LOCATIONS, OFFSETS
+from omostc.spec.yamlio import _PySpecDumper
 
 EXAMPLES = int(os.environ.get("OMOSTC_HYPOTHESIS_EXAMPLES", "300"))  # raise for a longer hunt
 

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 from PIL import Image
 
 from omostc import SpecError
+from omostc.batch.profile import BUILTIN, load_profile, profile_from_dict
+from omostc.batch.runner import MANIFEST, plan_items, rendered_key
 from omostc.cli import main
-from omostc.profile import BUILTIN, load_profile, profile_from_dict
-from omostc.runner import MANIFEST, plan_items, rendered_key
-from omostc.schema import profile_schema_json
-from omostc.spec import RenderSettings
-
-from conftest import REPO
+from omostc.spec.model import RenderSettings
+from omostc.spec.schema import profile_schema_json
 
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
 
@@ -162,8 +161,8 @@ def test_ray_executor_gives_the_local_executors_outputs(tmp_path, profile):
 
 def test_a_failing_item_is_recorded_and_the_batch_goes_on(tmp_path):
     from omostc import load_spec
-    from omostc.backends.preview import PreviewBackend
-    from omostc.executors import LocalExecutor
+    from omostc.backends.preview.backend import PreviewBackend
+    from omostc.batch.executors import LocalExecutor
 
     class FlakyBackend(PreviewBackend):
         def render(self, ir, options, seeds, progress=None):
@@ -173,7 +172,7 @@ def test_a_failing_item_is_recorded_and_the_batch_goes_on(tmp_path):
 
     profile = load_profile("preview")
     items = plan_items([(str(SPECS[0]), load_spec(SPECS[0]))], profile, {"width": 128, "height": 128}, images=3)
-    from omostc.runner import run_batch
+    from omostc.batch.runner import run_batch
 
     results = run_batch(items, LocalExecutor(FlakyBackend), tmp_path, model_name="preview")
     assert [r.status for r in results] == ["rendered", "failed", "rendered"]
@@ -184,8 +183,8 @@ def test_a_failing_item_is_recorded_and_the_batch_goes_on(tmp_path):
 
 def test_a_model_that_will_not_load_is_tried_once_and_fails_every_item(tmp_path):
     from omostc import load_spec
-    from omostc.executors import LocalExecutor
-    from omostc.runner import run_batch
+    from omostc.batch.executors import LocalExecutor
+    from omostc.batch.runner import run_batch
 
     attempts = []
 
@@ -202,8 +201,8 @@ def test_a_model_that_will_not_load_is_tried_once_and_fails_every_item(tmp_path)
 def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
     pytest.importorskip("ray", reason="ray is a dev dependency")
     from omostc import load_spec
-    from omostc.executors import RayExecutor, RenderWorker
-    from omostc.runner import run_batch
+    from omostc.batch.executors import RayExecutor, RenderWorker
+    from omostc.batch.runner import run_batch
 
     marker = tmp_path / "crashed"
 
@@ -231,8 +230,8 @@ def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_p
     import ray
 
     from omostc import load_spec
-    from omostc.executors import RayExecutor, RenderWorker
-    from omostc.runner import run_batch
+    from omostc.batch.executors import RayExecutor, RenderWorker
+    from omostc.batch.runner import run_batch
 
     class AlwaysCrash(RenderWorker):
         def render(self, payload):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import GLOBAL, REGION, program
 
 from omostc import SpecError, compile_canvas, dumps_spec, loads_spec
-from omostc.schema import schema_json
-from omostc.yamlio import schema_ref_for
-
-from helpers import GLOBAL, REGION, program
+from omostc.spec.schema import schema_json
+from omostc.spec.yamlio import schema_ref_for
 
 
 def scene_yaml(**kw) -> str:

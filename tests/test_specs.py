@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from refresh_golden import GOLDEN, REPO, golden_ir
 
 from omostc import compile_file, load_spec
-
-from refresh_golden import GOLDEN, REPO, golden_ir
 
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import corpus_files, needs_shared
 
-from omostc.lowering import lower
-from omostc.tokenize import (
+from omostc.ir.clip.tokenize import (
     CLIP_VOCAB_SIZE,
     OfflineClipTokenizer,
     TransformersClipTokenizer,
@@ -14,8 +14,7 @@ from omostc.tokenize import (
     read_clip_bpe,
     write_tokenizer_folder,
 )
-
-from conftest import corpus_files, needs_shared
+from omostc.ir.lowering import lower
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,7 @@ def test_model_folder_tokenizers_load_through_transformers(tmp_path, tok):
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    from omostc.tokenize import TokenizerError
+    from omostc.ir.clip.tokenize import TokenizerError
 
     with pytest.raises(TokenizerError, match="cannot load a tokenizer"):
         TransformersClipTokenizer.from_pretrained(tmp_path, "tokenizer")
@@ -95,7 +94,7 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from omostc.tokenize import clean_text, full_clean_text  # noqa: E402
+from omostc.ir.clip.tokenize import clean_text, full_clean_text  # noqa: E402
 
 
 @settings(max_examples=500, deadline=None)

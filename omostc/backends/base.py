@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..ir import SceneIR
-from ..tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
+from omostc.ir.model import SceneIR
+from omostc.spec.tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
 
 
 @dataclass

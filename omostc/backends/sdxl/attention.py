@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...ir import SceneIR
-from ...masks import grid_mask
+from omostc.ir.masks import grid_mask
+from omostc.ir.model import SceneIR
 
 NEGATIVE_TOKENS = 77
 TOKEN_MULTIPLE = 8

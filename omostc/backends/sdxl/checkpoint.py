@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .models import ModelError
+from omostc.diagnostics import ModelError
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -164,7 +164,7 @@ def write_single_file(unet, vae, text_encoder, text_encoder_2, out: str | os.Pat
     """Save SDXL components, in their dtypes, as one ``.safetensors`` checkpoint, atomically."""
     from safetensors.torch import save_file
 
-    from ...files import atomic_path
+    from omostc.files import atomic_path
 
     out = Path(out)
     tensors = {k: v.detach().contiguous().cpu()
@@ -172,14 +172,6 @@ def write_single_file(unet, vae, text_encoder, text_encoder_2, out: str | os.Pat
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "written_by": "omostc"})
     return out
-
-
-def export_single_file(model: str | os.PathLike, out: str | os.PathLike, *, dtype: str = "fp16") -> Path:
-    """Load an SDXL model (as ``load_sdxl`` does) and write it as one original-layout file."""
-    from .models import load_sdxl
-
-    loaded = load_sdxl(model, dtype=dtype, vae_dtype=dtype, device="cpu")  # converted while loading: one copy
-    return write_single_file(loaded.unet, loaded.vae, loaded.text_encoder, loaded.text_encoder_2, out)
 
 
 def is_sdxl_base_layout(path: str | os.PathLike) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...bags import bag_text_ids, chunk, tokenize_layer
-from ...ir import SceneIR
-from ...tokenize import TransformersClipTokenizer
+from omostc.ir.clip.bags import bag_text_ids, chunk, tokenize_layer
+from omostc.ir.clip.tokenize import TransformersClipTokenizer
+from omostc.ir.model import SceneIR
 
 POOLED_MODES = ("omost", "projected")
 

@@ -13,18 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ...ir import SceneIR
-from ...sampler import DiscreteSchedule, sample_dpmpp_2m
-from ..base import RenderOptions
-from .attention import RegionPlan, RegionalAttention, padded
-from .encode import Conditioning, SDXLTextEncoder
-from .models import SDXLModel
+from omostc.backends.base import RenderOptions
+from omostc.backends.common.sampling import DiscreteSchedule, sample_dpmpp_2m
+from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, padded
+from omostc.backends.sdxl.encode import Conditioning, SDXLTextEncoder
+from omostc.backends.sdxl.models import SDXLModel
+from omostc.diagnostics import RenderError
+from omostc.ir.model import SceneIR
 
 HIGHRES_EPS = 0.05  # Omost's app treats a scale within this of 1 as off
-
-
-class RenderError(ValueError):
-    pass
 
 
 @dataclass

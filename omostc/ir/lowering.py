@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from .bags import BUDGET, bag_text_ids, layer_bags, tokenize_layer
-from .ir import Layer, SceneIR
-from .sketch import color_sketch
-from .spec import Region, Scene, region_rect
-from .tables import COLORS, GRID, REGION_TEXT_FIELDS
-from .tokenize import ClipTokenizer, default_tokenizer
+from omostc.ir.clip.bags import BUDGET, bag_text_ids, layer_bags, tokenize_layer
+from omostc.ir.clip.tokenize import ClipTokenizer, default_tokenizer
+from omostc.ir.model import Layer, SceneIR
+from omostc.ir.sketch import color_sketch
+from omostc.spec.model import Region, Scene, region_rect
+from omostc.spec.tables import COLORS, GRID, REGION_TEXT_FIELDS
 
 
 def safe_str(text: str) -> str:

@@ -6,8 +6,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .masks import Rect, nearest_index
-from .tables import GRID
+from omostc.ir.masks import Rect, nearest_index
+from omostc.spec.tables import GRID
 
 SKETCH_BLUR = 40  # reflect padding; the box filter is 2 * 40 + 1 = 81 cells wide
 

@@ -22,11 +22,11 @@ from typing import Callable
 
 from PIL import Image
 
-from .backends.base import RenderOptions, resolve_options
-from .diagnostics import OmostcError
-from .files import write_bytes_atomic, write_text_atomic
-from .profile import Profile
-from .spec import Scene, scene_to_dict
+from omostc.backends.base import RenderOptions, resolve_options
+from omostc.batch.profile import Profile
+from omostc.diagnostics import OmostcError
+from omostc.files import write_bytes_atomic, write_text_atomic
+from omostc.spec.model import Scene, scene_to_dict
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_SEED = 12345
@@ -119,8 +119,8 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
     and model; the profile switches to that model if it has none)."""
     from dataclasses import replace
 
-    from .api import load_scene
-    from .outputs import read_provenance
+    from omostc.api import load_scene
+    from omostc.batch.outputs import read_provenance
 
     sources, failures, warnings = [], [], []
     for source in specs:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import ast
 import difflib
+import io
 import re
 import tokenize
-import io
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .diagnostics import CompileError, Diagnostic
-from .source import ProgramText, extract_program
-from .spec import Box, GlobalDescription, Region, Scene
-from .tables import AREAS, COLORS, GLOBAL_PARAMS, GRID, LOCATIONS, OFFSETS, REGION_PARAMS
+from omostc.compiler.source import ProgramText, extract_program
+from omostc.diagnostics import CompileError, Diagnostic
+from omostc.spec.model import Box, GlobalDescription, Region, Scene
+from omostc.spec.tables import AREAS, COLORS, GLOBAL_PARAMS, GRID, LOCATIONS, OFFSETS, REGION_PARAMS
 
 MAX_SOURCE_CHARS = 8 * 1024 * 1024  # about 25,000 regions; ast needs ~80 bytes of memory per source byte
 MAX_DIAGNOSTICS = 100

@@ -15,10 +15,10 @@ from typing import Any, Iterable
 
 import yaml
 
-from .diagnostics import Diagnostic, SpecError
-from .files import InputError, read_text
-from .schema import SCHEMA_ID, scene_validator
-from .spec import Scene, scene_from_dict, scene_to_dict
+from omostc.diagnostics import Diagnostic, SpecError
+from omostc.files import InputError, read_text
+from omostc.spec.model import Scene, scene_from_dict, scene_to_dict
+from omostc.spec.schema import SCHEMA_ID, scene_validator
 
 SCHEMA_RELPATH = Path("schemas") / "scene.schema.json"
 MAX_EXPANDED_NODES = 1_000_000  # guards against alias bombs ("billion laughs")
@@ -30,7 +30,7 @@ def load_spec(path: str | os.PathLike) -> Scene:
     try:
         text = read_text(path)
     except InputError as exc:
-        raise SpecError([exc.diagnostic]) from None
+        raise SpecError(exc.diagnostics) from None
     return loads_spec(text, file=str(path))
 
 

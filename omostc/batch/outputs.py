@@ -13,18 +13,14 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from . import __version__
-from .backends.base import RenderOptions
-from .diagnostics import OmostcError
-from .spec import Scene
-from .yamlio import dumps_spec, loads_spec
+from omostc import __version__
+from omostc.backends.base import RenderOptions
+from omostc.diagnostics import ProvenanceError
+from omostc.spec.model import Scene
+from omostc.spec.yamlio import dumps_spec, loads_spec
 
 SPEC_KEY = "omostc.spec"
 RENDER_KEY = "omostc.render"
-
-
-class ProvenanceError(OmostcError):
-    pass
 
 
 def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, model: str) -> str:

@@ -12,14 +12,14 @@ from typing import Callable, Iterable
 
 import click
 
-from . import __version__
-from .api import compile_file, load_scene
-from .decompile import decompile
-from .diagnostics import CompileError, Diagnostic, OmostcError
-from .files import STDIN, write_bytes_atomic, write_text_atomic
-from .tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
-from .schema import schema_json
-from .yamlio import dumps_spec, load_spec, schema_ref_for
+from omostc import __version__
+from omostc.api import compile_file, load_scene
+from omostc.compiler.decompile import decompile
+from omostc.diagnostics import CompileError, Diagnostic, OmostcError
+from omostc.files import STDIN, write_bytes_atomic, write_text_atomic
+from omostc.spec.schema import schema_json
+from omostc.spec.tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
+from omostc.spec.yamlio import dumps_spec, load_spec, schema_ref_for
 
 
 def _print_diagnostics(diagnostics: Iterable[Diagnostic], quiet: bool = False) -> None:
@@ -137,8 +137,8 @@ def _tokenizer_option(f):
 
 
 def _lowered(item: str, partial: bool, model_dir: str | None):
-    from .lowering import lower
-    from .tokenize import TransformersClipTokenizer
+    from omostc.ir.clip.tokenize import TransformersClipTokenizer
+    from omostc.ir.lowering import lower
 
     scene, warnings = load_scene(item, partial=partial)
     _print_diagnostics(warnings)
@@ -159,12 +159,12 @@ def _lowered(item: str, partial: bool, model_dir: str | None):
 def lower_cmd(file: str, as_json: bool, ids: bool, sketch: str | None, partial: bool, model_dir: str | None) -> None:
     """Lower a spec (or Canvas code) to the IR that renderers execute."""
 
-    from .ir import to_json
+    from omostc.ir.model import to_json
 
     def one(item: str) -> None:
         _, ir = _lowered(item, partial, model_dir)
         if sketch:
-            from .preview import sketch_png
+            from omostc.ir.pictures import sketch_png
 
             write_bytes_atomic(sketch, sketch_png(ir))
         if as_json or not sketch:
@@ -183,7 +183,7 @@ def preview(file: str, output: str, width: int | None, height: int | None, parti
     """Draw the layout: the colour sketch at image size, each region outlined and labelled."""
 
     def one(item: str) -> None:
-        from .preview import layout_png
+        from omostc.ir.pictures import layout_png
 
         scene, ir = _lowered(item, partial, None)
         render = scene.render
@@ -199,7 +199,7 @@ def preview(file: str, output: str, width: int | None, height: int | None, parti
 @click.option("--kind", type=click.Choice(["scene", "profile"]), default="scene", show_default=True)
 def schema(output: str | None, kind: str) -> None:
     """Print the JSON Schema of scene specs (or of render profiles)."""
-    from .schema import profile_schema_json
+    from omostc.spec.schema import profile_schema_json
 
     text = schema_json() if kind == "scene" else profile_schema_json()
     if output:
@@ -273,9 +273,9 @@ def render(specs, profile_name, model, out_dir, seeds, images, width, height, st
     import json as json_module
     from dataclasses import replace
 
-    from .executors import LocalExecutor, RayExecutor, make_backend
-    from .profile import load_profile
-    from .runner import collect_batch, run_batch
+    from omostc.batch.executors import LocalExecutor, RayExecutor, make_backend
+    from omostc.batch.profile import load_profile
+    from omostc.batch.runner import collect_batch, run_batch
 
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
@@ -373,7 +373,7 @@ def _llm_options(f):
 
 
 def _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode):
-    from .llm import OpenAIChatBackend, TransformersChatBackend
+    from omostc.llm import OpenAIChatBackend, TransformersChatBackend
 
     if constrain is None:
         constrain = "omost" not in llm_model.lower()
@@ -385,7 +385,7 @@ def _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode):
 
 def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet,
          constrain=None, grammar_mode=None):
-    from .llm import SamplingOptions, estimate_tokens, generate, trim_conversation
+    from omostc.llm import SamplingOptions, estimate_tokens, generate, trim_conversation
 
     backend = _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode)
     echo = None if quiet else (lambda text: click.echo(text, err=True, nl=False))
@@ -425,7 +425,7 @@ def _ask(messages, prompt, base_url, llm_model, api_key, retries, seed, temperat
 @_llm_options
 def generate(prompt, model_kind, **kw) -> None:
     """Ask an LLM for a scene: prompt -> Canvas code -> a compiled, validated spec."""
-    from .llm import new_conversation
+    from omostc.llm import new_conversation
 
     _ask(new_conversation(prompt, _model_kind(model_kind, kw["llm_model"])), prompt, **kw)
 
@@ -440,7 +440,7 @@ def _model_kind(kind: str | None, model: str) -> str:
 @_llm_options
 def edit(spec, request, model_kind, **kw) -> None:
     """Ask an LLM to change a scene ("change the dragon to a dinosaur")."""
-    from .llm import edit_conversation
+    from omostc.llm import edit_conversation
 
     try:
         scene, _ = load_scene(spec)
@@ -466,7 +466,7 @@ CHAT_HELP = """Type a request; the model answers with a canvas, compiled as it a
 def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_tokens, output, quiet, save_path,
          constrain, grammar_mode, model_kind):
     """An interactive session: stream the model's canvas, compile each answer, save, render."""
-    from .llm import ChatSession, Message, SamplingOptions, system_message, worked_example
+    from omostc.llm import ChatSession, Message, SamplingOptions, system_message, worked_example
 
     backend = _llm_backend(base_url, llm_model, api_key, constrain, grammar_mode)
     kind = _model_kind(model_kind, llm_model)
@@ -543,7 +543,7 @@ def chat(base_url, llm_model, api_key, retries, seed, temperature, top_p, max_to
                    "servers that only take JSON schemas.")
 def grammar(fmt: str) -> None:
     """Print the grammar of Canvas programs, built from the compiler's own tables."""
-    from .grammar import canvas_gbnf
+    from omostc.compiler.grammar import canvas_gbnf
 
     click.echo(canvas_gbnf() if fmt == "gbnf" else schema_json(), nl=False)
 
@@ -558,7 +558,7 @@ def dev() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def tiny_llama(folder: str, seed: int) -> None:
     """Write a random-weight 0.1M-parameter Llama with a chat template, for tests of the LLM front."""
-    from .llm import build_tiny_llama
+    from omostc.dev.tiny_llama import build_tiny_llama
 
     _quiet_libraries(True)
     click.echo(str(build_tiny_llama(folder, seed=seed)))
@@ -571,7 +571,7 @@ def tiny_llama(folder: str, seed: int) -> None:
               help="tiny: seconds per render on a CPU; small: SDXL's block layout, for benchmarks.")
 def tiny_sdxl(folder: str, seed: int, size: str) -> None:
     """Write a random-weight SDXL-shaped model (diffusers layout) for tests and benchmarks."""
-    from .backends.sdxl.models import build_tiny_sdxl
+    from omostc.backends.sdxl.tiny import build_tiny_sdxl
 
     _quiet_libraries(True)
     click.echo(str(build_tiny_sdxl(folder, seed=seed, size=size)))
@@ -584,7 +584,7 @@ def tiny_sdxl(folder: str, seed: int, size: str) -> None:
 def single_file(model: str, output: str, dtype: str) -> None:
     """Write an SDXL model (hub id, diffusers folder, builtin:tiny-sdxl) as one .safetensors
     checkpoint in the original layout, the one A1111, ComfyUI and from_single_file read."""
-    from .backends.sdxl.checkpoint import export_single_file
+    from omostc.backends.sdxl.models import export_single_file
 
     _quiet_libraries(True)
     try:

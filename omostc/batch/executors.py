@@ -14,9 +14,9 @@ import time
 from dataclasses import asdict
 from typing import Callable, Iterator
 
-from .backends.base import RenderOptions
-from .profile import Profile
-from .spec import scene_from_dict, scene_to_dict
+from omostc.backends.base import RenderOptions
+from omostc.batch.profile import Profile
+from omostc.spec.model import scene_from_dict, scene_to_dict
 
 RenderResult = tuple[int, bytes | None, float, str | None]  # item index, PNG, seconds, error
 
@@ -29,27 +29,18 @@ def make_backend(profile: Profile, threads: int | None = None):
 
         torch.set_num_threads(threads)
     if profile.backend == "preview":
-        from .backends.preview import PreviewBackend
+        from omostc.backends.preview.backend import PreviewBackend
 
         return PreviewBackend()
-    from .backends.sdxl.models import load_sdxl
-    from .backends.sdxl.render import SDXLRegionalBackend
+    from omostc.backends.common.devices import default_device
+    from omostc.backends.sdxl.models import load_sdxl
+    from omostc.backends.sdxl.render import SDXLRegionalBackend
 
     device = profile.device or default_device()
     dtype = profile.dtype or ("fp32" if device == "cpu" else "fp16")
     return SDXLRegionalBackend(load_sdxl(profile.model, dtype=dtype, device=device, vae=profile.vae,
                                          vae_dtype=profile.vae_dtype, offload=profile.offload,
                                          config=profile.model_config), profile.processor)
-
-
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _described(exc: BaseException) -> str:
@@ -73,7 +64,7 @@ def _payload(index: int, item, model_name: str) -> dict:
 
 def _render(backend, index: int, scene, options: RenderOptions, seed: int, key: str, model_name: str,
             progress=None) -> RenderResult:
-    from .api import render_scene
+    from omostc.api import render_scene
 
     started = time.perf_counter()
     try:

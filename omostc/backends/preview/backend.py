@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ..ir import SceneIR
-from ..preview import layout_image
-from ..tokenize import default_tokenizer
-from .base import RenderOptions
+from omostc.backends.base import RenderOptions
+from omostc.ir.clip.tokenize import default_tokenizer
+from omostc.ir.model import SceneIR
+from omostc.ir.pictures import layout_image
 
 
 class PreviewBackend:

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .bags import chunk, bag_text_ids, LayerTokens
-from .masks import box_mask, feathered_box_mask
-from .sketch import blurred_sketch
+from omostc.ir.clip.bags import LayerTokens, bag_text_ids, chunk
+from omostc.ir.masks import box_mask, feathered_box_mask
+from omostc.ir.sketch import blurred_sketch
 
 Rect = tuple[int, int, int, int]  # (top, bottom, left, right) on the 90 x 90 grid
 

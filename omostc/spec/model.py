@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tables import AREAS, GRID, LOCATIONS, OFFSETS
+from omostc.spec.tables import AREAS, GRID, LOCATIONS, OFFSETS
 
 SPEC_VERSION = 1
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .tokenize import BUDGET, CONTEXT
+from omostc.ir.clip.tokenize import BUDGET, CONTEXT
 
 
 def greedy_partition(lengths: Sequence[int], budget: int) -> list[list[int]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tables import GRID
+from omostc.spec.tables import GRID
 
 Rect = tuple[int, int, int, int]  # (top, bottom, left, right)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Union
 
-from .tables import AREAS, COLORS, LOCATIONS, OFFSETS
+from omostc.spec.tables import AREAS, COLORS, LOCATIONS, OFFSETS
 
 
 @dataclass(frozen=True)

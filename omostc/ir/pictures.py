@@ -6,8 +6,8 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .ir import SceneIR
-from .tables import GRID
+from omostc.ir.model import SceneIR
+from omostc.spec.tables import GRID
 
 
 def _png(image: Image.Image) -> bytes:

@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from .diagnostics import OmostcError
+from omostc.diagnostics import OmostcError
 
 CLIP_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_VOCAB_SIZE = 49408

@@ -10,8 +10,8 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from .spec import SPEC_VERSION
-from .tables import AREAS, COLORS, GRID, LOCATIONS, OFFSETS
+from omostc.spec.model import SPEC_VERSION
+from omostc.spec.tables import AREAS, COLORS, GRID, LOCATIONS, OFFSETS
 
 SCHEMA_ID = f"urn:omostc:schema:scene:{SPEC_VERSION}"
 MAX_FINITE = 1.0e300  # keeps .inf out; NaN is rejected by the loader's own check

@@ -6,7 +6,7 @@ same scene: ``compile(decompile(scene)) == scene`` for every valid scene.
 
 from __future__ import annotations
 
-from .spec import GlobalDescription, Region, Scene
+from omostc.spec.model import GlobalDescription, Region, Scene
 
 INDENT = "    "
 

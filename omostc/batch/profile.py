@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import RenderOptions
-from .diagnostics import Diagnostic, SpecError
-from .files import InputError, read_text
-from .schema import profile_validator
-from .spec import SPEC_VERSION
-from .yamlio import load_validated
+from omostc.backends.base import RenderOptions
+from omostc.diagnostics import Diagnostic, SpecError
+from omostc.files import InputError, read_text
+from omostc.spec.model import SPEC_VERSION
+from omostc.spec.schema import profile_validator
+from omostc.spec.yamlio import load_validated
 
 BUILTIN: dict[str, dict[str, Any]] = {
     "preview": {
@@ -82,7 +82,7 @@ def load_profile(name_or_path: str | None, *, search: Path | None = None) -> Pro
     try:
         text = read_text(path)
     except InputError as exc:
-        raise SpecError([exc.diagnostic]) from None
+        raise SpecError(exc.diagnostics) from None
     data = load_validated(text, file=str(path), validator=profile_validator(),
                           empty="empty file: a profile needs at least 'version' and 'backend'")
     return profile_from_dict(path.stem, data)

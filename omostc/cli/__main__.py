@@ -1,0 +1,3 @@
+from omostc.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""The state of an interactive session, usable without a terminal: ask, retry, undo, edit."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from omostc.diagnostics import CompileError, LLMError
+from omostc.llm.conversation import SamplingOptions, estimate_tokens, trim_conversation
+from omostc.llm.generation import Generation, generate
+from omostc.spec.model import Message, Scene
+from omostc.spec.tables import system_prompt
+
+
+@dataclass
+class ChatSession:
+    """The state of ``omostc chat``: the conversation, the scene of each answer that compiled,
+    and the operations a person uses (ask, retry, undo, edit the last input)."""
+
+    backend: object
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    messages: list[Message] = field(default_factory=lambda: [Message("system", system_prompt())])
+    scenes: list[Scene | None] = field(default_factory=list)  # one per assistant turn
+
+    def __post_init__(self):
+        self._fixed = len(self.messages)  # the system prompt (and a worked example): never undone
+
+    @property
+    def scene(self) -> Scene | None:
+        return next((s for s in reversed(self.scenes) if s is not None), None)
+
+    def ask(self, text: str, on_text: Callable[[str], None] | None = None, seed: int | None = None) -> Generation:
+        messages, _ = trim_conversation([*self.messages, Message("user", text)],
+                                        getattr(self.backend, "count_tokens", estimate_tokens),
+                                        reserve=self.sampling.max_tokens)
+        sampling = SamplingOptions(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens,
+                                   self.sampling.seed if seed is None else seed)
+        self.messages = messages
+        try:
+            result = generate(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text)
+        except CompileError as exc:  # keep the turn, so it can be retried, undone or edited
+            self.messages = [*messages, Message("assistant", getattr(exc, "answer", ""))]
+            self.scenes.append(None)
+            raise
+        self.messages = [*messages, Message("assistant", result.answer)]
+        self.scenes.append(result.scene)
+        return result
+
+    def undo(self) -> bool:
+        """Forget the last question and its answer."""
+        if len(self.messages) < self._fixed + 2:
+            return False
+        self.messages = self.messages[:-2]
+        self.scenes.pop()
+        return True
+
+    def last_input(self) -> str | None:
+        return next((m.content for m in reversed(self.messages) if m.role == "user"), None)
+
+    def retry(self, on_text=None) -> Generation:
+        """Ask the last question again, with a new seed."""
+        text = self.last_input()
+        if text is None or not self.undo():
+            raise LLMError("nothing to retry yet")
+        return self.ask(text, on_text, seed=random.randrange(2**31))
+
+    def edit_last(self, text: str, on_text=None) -> Generation:
+        """Replace the last question and ask it."""
+        if not self.undo():
+            raise LLMError("nothing to edit yet")
+        return self.ask(text, on_text)

@@ -1,0 +1,85 @@
+"""Ask a model for a canvas until an answer compiles; the scene keeps its conversation."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from omostc.compiler.decompile import decompile
+from omostc.compiler.parse import CompileResult, compile_canvas
+from omostc.diagnostics import CompileError
+from omostc.llm.conversation import SamplingOptions, worked_example
+from omostc.spec.model import Message, Provenance, Scene
+
+
+@dataclass
+class Generation:
+    scene: Scene
+    answer: str
+    result: CompileResult
+    attempts: int
+    errors: list[CompileError] = field(default_factory=list)  # of the answers that did not compile
+    interrupted: bool = False  # Ctrl-C: the answer is what had been written, complete calls kept
+
+
+def generate(backend, messages: list[Message], *, retries: int = 0, sampling: SamplingOptions | None = None,
+             on_text: Callable[[str], None] | None = None, prompt: str | None = None) -> Generation:
+    """Ask for a canvas until an answer compiles (``retries`` more times, each with a new seed).
+
+    Raises the last CompileError when no answer compiles. The scene records its provenance: the
+    prompt, the model and the whole conversation, answer included."""
+    sampling = sampling or SamplingOptions()
+    rng = random.Random(sampling.seed)
+    errors: list[CompileError] = []
+    for attempt in range(retries + 1):
+        seed = sampling.seed if attempt == 0 else rng.randrange(2**31)
+        parts, interrupted = [], False
+        stream = backend.stream(messages, SamplingOptions(sampling.temperature, sampling.top_p, sampling.max_tokens,
+                                                          seed))
+        try:
+            for text in stream:
+                parts.append(text)
+                if on_text is not None:
+                    on_text(text)
+        except KeyboardInterrupt:  # stop generating, keep what was written
+            interrupted = True
+        finally:
+            stream.close()
+        answer = "".join(parts)
+        try:
+            if getattr(backend, "grammar", None) == "json-schema":  # a scene spec as JSON, kept as Canvas code
+                result = _scene_from_json(answer, f"<answer {attempt + 1}>")
+                answer = decompile(result.scene, fence=True)
+            else:
+                result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted)
+        except CompileError as exc:
+            exc.answer = answer  # the text that did not compile, for whoever keeps the conversation
+            errors.append(exc)
+            if interrupted:
+                raise
+            continue
+        # Stored without the system prompt and worked example (constants, restored on edits).
+        example = worked_example()
+        body = [m for m in messages if m.role != "system"]
+        if body[:2] == example:
+            body = body[2:]
+        conversation = [*body, Message("assistant", answer)]
+        result.scene.provenance = Provenance(prompt=prompt or _last_user(messages), model=backend.model,
+                                             conversation=conversation)
+        return Generation(result.scene, answer, result, attempt + 1, errors, interrupted)
+    raise errors[-1]
+
+
+def _scene_from_json(answer: str, file: str) -> CompileResult:
+    from omostc.diagnostics import SpecError
+    from omostc.spec.yamlio import loads_spec
+
+    try:
+        return CompileResult(scene=loads_spec(answer, file=file))
+    except SpecError as exc:
+        raise CompileError(exc.diagnostics) from None
+
+
+def _last_user(messages: list[Message]) -> str | None:
+    return next((m.content for m in reversed(messages) if m.role == "user"), None)

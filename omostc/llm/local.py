@@ -1,0 +1,138 @@
+"""A causal LM in this process through transformers: the Omost models, their bitsandbytes-quantised
+variants, or any chat model; optionally decoding under the Canvas grammar (xgrammar)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from omostc.compiler.grammar import Limits, canvas_gbnf
+from omostc.diagnostics import LLMError
+from omostc.llm.conversation import SamplingOptions
+from omostc.spec.model import Message
+
+
+@dataclass
+class TransformersChatBackend:
+    """A causal LM through transformers (the Omost models, their bitsandbytes-quantised variants,
+    or any chat model), streamed with ``TextIteratorStreamer``."""
+
+    model_path: str
+    device_map: str = "auto"
+    dtype: str = "bf16"
+    constrain: bool = False  # decode under the Canvas grammar (xgrammar): every answer compiles
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self):
+        self._model = None
+        self._tokenizer = None
+        self._compiled_grammar = None
+
+    @property
+    def model(self) -> str:
+        return self.model_path
+
+    def _load(self):
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _check_quantisation(self.model_path)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self._model = AutoModelForCausalLM.from_pretrained(
+                self.model_path, device_map=self.device_map,
+                dtype={"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.dtype])
+        except (OSError, ValueError) as exc:
+            raise LLMError(f"cannot load the language model {self.model_path}: {exc}") from None
+
+    def count_tokens(self, text: str) -> int:
+        self._load()
+        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
+
+    def prompt_ids(self, messages: list[Message]):
+        self._load()
+        return self._tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                                   return_tensors="pt", add_generation_prompt=True,
+                                                   return_dict=False)
+
+    def _logits_processors(self) -> list:
+        """The grammar constraint as a logits processor (compiled once per backend)."""
+        if not self.constrain:
+            return []
+        try:
+            import xgrammar as xgr
+        except ImportError:
+            raise LLMError("constrained decoding needs xgrammar: pip install 'omostc[grammar]'") from None
+        if self._compiled_grammar is None:
+            info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
+            self._compiled_grammar = xgr.GrammarCompiler(info).compile_grammar(canvas_gbnf(self.limits))
+        return [xgr.contrib.hf.LogitsProcessor(self._compiled_grammar)]
+
+    def _generate_kwargs(self, input_ids, sampling: SamplingOptions) -> dict:
+        import torch
+        from transformers import LogitsProcessorList
+
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                      max_new_tokens=sampling.max_tokens, do_sample=sampling.temperature > 0,
+                      pad_token_id=self._tokenizer.eos_token_id,
+                      logits_processor=LogitsProcessorList(self._logits_processors()))
+        if sampling.temperature > 0:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        return kwargs
+
+    def sample_answers(self, messages: list[Message], n: int, sampling: SamplingOptions) -> list[str]:
+        """``n`` answers in one batched generation (for best-of-n and for tests)."""
+        import torch
+
+        self._load()
+        input_ids = self.prompt_ids(messages).to(self._model.device).repeat(n, 1)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        out = self._model.generate(**self._generate_kwargs(input_ids, sampling))
+        return [self._tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True) for row in out]
+
+    def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
+        import threading
+
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        self._load()
+        input_ids = self.prompt_ids(messages).to(self._model.device)
+        streamer = TextIteratorStreamer(self._tokenizer, timeout=600.0, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+
+        class Stop(StoppingCriteria):
+            def __call__(self, *args, **kwargs) -> bool:
+                return stop.is_set()
+
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        kwargs = self._generate_kwargs(input_ids, sampling)
+        kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([Stop()]))
+        thread = threading.Thread(target=self._model.generate, kwargs=kwargs, daemon=True)
+        thread.start()
+        try:
+            yield from streamer
+        finally:  # also on Ctrl-C or when the consumer stops early: stop generating, keep what came
+            stop.set()
+            thread.join()
+
+
+def _check_quantisation(model_path: str) -> None:
+    """A bitsandbytes-quantised model needs bitsandbytes; say so instead of a deep ImportError."""
+    import importlib.util
+    from pathlib import Path
+
+    config = Path(model_path) / "config.json"
+    if not config.is_file():
+        return
+    quant = json.loads(config.read_text(encoding="utf-8")).get("quantization_config") or {}
+    if quant.get("quant_method") == "bitsandbytes" and importlib.util.find_spec("bitsandbytes") is None:
+        raise LLMError(f"{model_path} is quantised with bitsandbytes "
+                       f"({'4' if quant.get('load_in_4bit') else '8'}-bit): `pip install bitsandbytes` "
+                       "(it runs on CPUs too, slowly), or use the unquantised model, or serve it with "
+                       "llama.cpp/vLLM and pass --base-url")
