@@ -200,7 +200,7 @@ def test_streaming_is_the_models_generation_and_stops_early(tiny_llama):
 
 
 def test_interrupted_generation_keeps_the_complete_calls():
-    from omostc.llm import generate, new_conversation
+    from omostc.llm import generate_scene as generate, new_conversation
 
     class Interrupted:
         model = "scripted"

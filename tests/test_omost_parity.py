@@ -52,7 +52,7 @@ def test_omost_mode_matches_omosts_pipeline(models, spec, sketch):
     scene = load_spec(REPO / "specs" / f"{spec}.yaml")
     width, height, steps, cfg, seed = 192, 128, 5, 5.0, 7
     options = RenderOptions(width=width, height=height, steps=steps, cfg=cfg, negative_prompt=NEGATIVE,
-                            sketch_strength=sketch, sampler="omost", pooled="omost")
+                            sketch_strength=sketch)
     canvas_outputs = omost.run_program(decompile(scene)).process()
     ref_latents, ref_image = reference.render_like_omost(
         other, canvas_outputs, width=width, height=height, steps=steps, cfg=cfg, seed=seed, negative_prompt=NEGATIVE,

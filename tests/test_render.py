@@ -19,6 +19,7 @@ from omostc.backends.base import HighResFix, RenderOptions, resolve_options  # n
 from omostc.backends.common.sampling import DiscreteSchedule  # noqa: E402
 from omostc.backends.sdxl.models import ModelError, load_sdxl  # noqa: E402
 from omostc.backends.sdxl.render import RenderError, SDXLRegionalBackend  # noqa: E402
+from omostc.backends.sdxl.options import SDXLOptions  # noqa: E402
 from omostc.batch.outputs import read_provenance  # noqa: E402
 from omostc.cli import main  # noqa: E402
 from omostc.spec.model import RenderSettings  # noqa: E402
@@ -76,7 +77,8 @@ def test_same_seed_same_bytes_and_seeds_differ(backend, dragon_ir):
 
 
 def test_fast_and_reference_processors_render_the_same_image(tiny_model_dir, backend, dragon_ir):
-    reference = SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"), processor="reference")
+    reference = SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"),
+                                    SDXLOptions(processor="reference"))
     (fast,) = backend.render(dragon_ir, SMALL, [5])
     (ref,) = reference.render(dragon_ir, SMALL, [5])
     assert np.abs(pixels(fast) - pixels(ref)).max() <= 2
@@ -121,7 +123,7 @@ def test_ir_from_another_tokenizer_is_refused(backend):
 
 def test_settings_precedence():
     spec = RenderSettings(width=512, steps=30, cfg=None)
-    options = resolve_options(spec, {"steps": 10, "cfg": None, "highres_scale": 1.5})
+    options = resolve_options(spec, {"steps": 10, "cfg": None, "highres": {"scale": 1.5}})
     assert (options.width, options.steps, options.cfg, options.highres.scale) == (512, 10, 5.0, 1.5)
     assert resolve_options(None).height == 1152
 
@@ -136,7 +138,8 @@ def test_cli_render_writes_pngs_with_provenance_and_rerenders_exactly(tiny_model
     assert res.exit_code == 1 and "bad.yaml" in res.stderr
     first, second = out / "tides-bbox" / "12345.png", out / "tides-bbox" / "12346.png"
     assert first.is_file() and second.is_file()
-    scene, options, seed, model = read_provenance(first)
+    record = read_provenance(first)
+    scene, options, seed = record.scene, record.options, record.seed
     assert scene == load_spec(REPO / "specs" / "tides-bbox.yaml") and seed == 12345 and options.steps == 2
     params = Image.open(first).text["parameters"]
     assert "Negative prompt: lowres" in params and "Seed: 12345" in params and "Steps: 2" in params
@@ -160,14 +163,15 @@ def test_schedule_is_omosts():
 
 @pytest.mark.parametrize("sampler", ["DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
 def test_diffusers_schedulers_by_name(backend, dragon_ir, sampler):
-    options = RenderOptions(width=128, height=128, steps=3, sampler=sampler)
-    (a,), (b,) = backend.render(dragon_ir, options, [4]), backend.render(dragon_ir, options, [4])
+    scheduled = SDXLRegionalBackend(backend.model, SDXLOptions(sampler=sampler))
+    options = RenderOptions(width=128, height=128, steps=3)
+    (a,), (b,) = scheduled.render(dragon_ir, options, [4]), scheduled.render(dragon_ir, options, [4])
     assert a.size == (128, 128) and np.array_equal(pixels(a), pixels(b))
-    (c,) = backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=3, sampler=sampler,
-                                                   sketch_strength=0.9), [4])
+    (c,) = scheduled.render(dragon_ir, RenderOptions(width=128, height=128, steps=3, sketch_strength=0.9), [4])
     assert c.size == (128, 128)
+    unknown = SDXLRegionalBackend(backend.model, SDXLOptions(sampler="NoSuchScheduler"))
     with pytest.raises(RenderError, match="unknown sampler"):
-        backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=2, sampler="NoSuchScheduler"), [1])
+        unknown.render(dragon_ir, RenderOptions(width=128, height=128, steps=2), [1])
 
 
 def test_vae_override_and_dtype_loading(tiny_model_dir):

@@ -17,11 +17,10 @@ from conftest import REPO
 from PIL import Image
 
 from omostc import SpecError
-from omostc.batch.profile import BUILTIN, load_profile, profile_from_dict
+from omostc.batch.profile import load_profile, profile_schema_json, shipped_profiles
 from omostc.batch.runner import MANIFEST, plan_items, rendered_key
 from omostc.cli import main
 from omostc.spec.model import RenderSettings
-from omostc.spec.schema import profile_schema_json
 
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
 
@@ -76,11 +75,14 @@ def test_json_log(tmp_path):
     assert res.exit_code == 0 and lines and lines[0]["status"] == "rendered"
 
 
-def test_profiles_in_runners_validate_and_match_the_built_in_ones():
-    for path in sorted((REPO / "runners").glob("*.yaml")):
-        assert load_profile(str(path)).backend in ("sdxl", "preview")
-    for name, data in BUILTIN.items():
-        assert load_profile(name, search=REPO) == profile_from_dict(name, data)
+def test_shipped_profiles_validate_and_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    shipped = shipped_profiles()
+    assert {"preview", "tiny", "realvisxl-v4", "sdxl-base"} <= set(shipped)
+    monkeypatch.chdir(tmp_path)  # no runners/ here: the shipped profiles still load by name
+    for name, path in shipped.items():
+        profile = load_profile(name)
+        assert profile == load_profile(str(path)) and profile.origin == "shipped with omostc"
+        assert profile.backend in ("sdxl", "preview")
     assert (REPO / "schemas" / "profile.schema.json").read_text() == profile_schema_json()
 
 
@@ -225,9 +227,9 @@ def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
 def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_path):
     """Neither crashes the batch: every item is recorded failed, with the reason."""
     pytest.importorskip("ray", reason="ray is a dev dependency")
-    from dataclasses import replace
-
     import ray
+
+    from omostc.batch.api import prepare_profile
 
     from omostc import load_spec
     from omostc.batch.executors import RayExecutor, RenderWorker
@@ -242,7 +244,7 @@ def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_p
     items = plan_items([(str(s), load_spec(s)) for s in SPECS[:2]], preview, {"width": 64, "height": 64})
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", num_cpus=2)
     try:
-        missing = replace(preview, backend="sdxl", model=str(tmp_path / "no-model"), device="cpu")
+        missing = prepare_profile("tiny", model=str(tmp_path / "no-model"), backend_options={"device": "cpu"})
         results = run_batch(items, RayExecutor(missing, workers=1, threads=1), tmp_path / "a", model_name="x")
         assert [r.status for r in results] == ["failed"] * 2
         assert all(r.error.startswith("ModelError: cannot load SDXL from") for r in results)

@@ -14,33 +14,29 @@ import time
 from dataclasses import asdict
 from typing import Callable, Iterator
 
-from omostc.backends.base import RenderOptions
+from omostc.backends import registry
+from omostc.backends.base import Backend, RenderOptions
+from omostc.batch.outputs import Stamp
 from omostc.batch.profile import Profile
+from omostc.settings import to_data
 from omostc.spec.model import scene_from_dict, scene_to_dict
 
 RenderResult = tuple[int, bytes | None, float, str | None]  # item index, PNG, seconds, error
 
 
-def make_backend(profile: Profile, threads: int | None = None):
+def make_backend(profile: Profile, threads: int | None = None) -> Backend:
     """The backend a profile names, with its model loaded. ``threads`` pins torch's CPU threads:
     CPU results are bit-identical only between runs with the same thread count."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    if profile.backend == "preview":
-        from omostc.backends.preview.backend import PreviewBackend
+    return registry.get(profile.backend).create(profile.model, profile.options, threads)
 
-        return PreviewBackend()
-    from omostc.backends.common.devices import default_device
-    from omostc.backends.sdxl.models import load_sdxl
-    from omostc.backends.sdxl.render import SDXLRegionalBackend
 
-    device = profile.device or default_device()
-    dtype = profile.dtype or ("fp32" if device == "cpu" else "fp16")
-    return SDXLRegionalBackend(load_sdxl(profile.model, dtype=dtype, device=device, vae=profile.vae,
-                                         vae_dtype=profile.vae_dtype, offload=profile.offload,
-                                         config=profile.model_config), profile.processor)
+def stamp_of(profile: Profile, backend: Backend, options: RenderOptions, model_name: str | None = None) -> Stamp:
+    return Stamp(backend=profile.backend, model=model_name or profile.model or profile.backend,
+                 backend_options=to_data(profile.options), parameters=backend.parameters(options))
 
 
 def _described(exc: BaseException) -> str:
@@ -56,19 +52,20 @@ def _made(make: Callable[[], object]) -> tuple[object | None, str | None]:
         return None, _described(exc)
 
 
-def _payload(index: int, item, model_name: str) -> dict:
+def _payload(index: int, item, model_name: str | None) -> dict:
     """What a Ray worker needs of an item, as plain data."""
     return {"index": index, "scene": scene_to_dict(item.scene), "options": asdict(item.options),
             "seed": item.seed, "key": item.key, "model": model_name}
 
 
-def _render(backend, index: int, scene, options: RenderOptions, seed: int, key: str, model_name: str,
-            progress=None) -> RenderResult:
+def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: int, key: str,
+            model_name: str | None, progress=None) -> RenderResult:
     from omostc.api import render_scene
 
     started = time.perf_counter()
     try:
-        ((_, data),) = render_scene(backend, scene, options, [seed], model_name, progress=progress,
+        stamp = stamp_of(profile, backend, options, model_name)
+        ((_, data),) = render_scene(backend, scene, options, [seed], stamp, progress=progress,
                                     extra_text={"omostc.key": key})
         return index, data, time.perf_counter() - started, None
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
@@ -95,7 +92,7 @@ class RayExecutor:
         self.threads = threads
         self.worker_cls = worker_cls or RenderWorker
 
-    def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
+    def map(self, items: list, model_name: str | None = None) -> Iterator[RenderResult]:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
 
@@ -144,25 +141,28 @@ class RenderWorker:
     """A Ray actor holding one loaded pipeline for its whole life."""
 
     def __init__(self, profile: Profile, threads: int):
+        self.profile = profile
         self.backend, self.load_error = _made(lambda: make_backend(profile, threads))
 
     def render(self, payload: dict) -> RenderResult:
         if self.load_error is not None:
             return payload["index"], None, 0.0, self.load_error
-        return _render(self.backend, payload["index"], scene_from_dict(payload["scene"]),
+        return _render(self.backend, self.profile, payload["index"], scene_from_dict(payload["scene"]),
                        RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
 
 
 class LocalExecutor:
     """Renders items in this process, the backend made once on first need."""
 
-    def __init__(self, make: Callable[[], object], progress: Callable[..., None] | None = None):
+    def __init__(self, make: Callable[[], Backend], progress: Callable[..., None] | None = None,
+                 profile: Profile | None = None):
         self.make = make
-        self.backend = None
+        self.profile = profile  # default: each item's own
+        self.backend: Backend | None = None
         self.load_error: str | None = None
         self.progress = progress  # (item, its position, items, denoising step, steps)
 
-    def map(self, items: list, model_name: str) -> Iterator[RenderResult]:
+    def map(self, items: list, model_name: str | None = None) -> Iterator[RenderResult]:
         for index, item in enumerate(items):
             if self.backend is None and self.load_error is None:
                 self.backend, self.load_error = _made(self.make)
@@ -171,4 +171,5 @@ class LocalExecutor:
                 continue
             step = ((lambda i, n, item=item, k=index: self.progress(item, k + 1, len(items), i, n))
                     if self.progress else None)
-            yield _render(self.backend, index, item.scene, item.options, item.seed, item.key, model_name, step)
+            yield _render(self.backend, self.profile or item.profile, index, item.scene, item.options, item.seed,
+                          item.key, model_name, step)

@@ -1,33 +1,55 @@
 """Rendered PNGs that carry their provenance, so any image can be re-rendered exactly.
 
-Text chunks: ``omostc.spec`` (the scene spec, YAML), ``omostc.render`` (settings, seed, model,
-as JSON), and an A1111-style ``parameters`` chunk that common image tools show.
+Text chunks: ``omostc.spec`` (the scene spec, YAML), ``omostc.render`` (settings, seed, backend,
+its options and model, as JSON), and an A1111-style ``parameters`` chunk that common image tools
+show, saying what the backend actually did.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
 from omostc import __version__
-from omostc.backends.base import RenderOptions
-from omostc.diagnostics import ProvenanceError
+from omostc.backends import registry
+from omostc.diagnostics import ProvenanceError, SpecError
+from omostc.settings import split_known
 from omostc.spec.model import Scene
+from omostc.spec.render import RenderOptions
 from omostc.spec.yamlio import dumps_spec, loads_spec
 
 SPEC_KEY = "omostc.spec"
 RENDER_KEY = "omostc.render"
 
 
-def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, model: str) -> str:
+@dataclass
+class Stamp:
+    """What made a picture besides its scene, settings and seed: the backend, its options, the model."""
+
+    backend: str
+    model: str
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    parameters: list[str] = field(default_factory=list)  # the backend's own A1111 fields
+
+
+@dataclass
+class RenderRecord:
+    """Everything a PNG says about how it was made."""
+
+    scene: Scene
+    options: RenderOptions
+    seed: int
+    stamp: Stamp
+
+
+def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, stamp: Stamp) -> str:
     prompt = "; ".join([scene.global_description.description, *(r.description for r in scene.regions)])
-    fields = [f"Steps: {options.steps}", "Sampler: DPM++ 2M Karras" if options.sampler == "omost" else
-              f"Sampler: {options.sampler}", f"CFG scale: {options.cfg}", f"Seed: {seed}",
-              f"Size: {options.width}x{options.height}", f"Model: {model}"]
+    fields = [f"Steps: {options.steps}", *stamp.parameters, f"CFG scale: {options.cfg}", f"Seed: {seed}",
+              f"Size: {options.width}x{options.height}", f"Model: {stamp.model}", f"Backend: {stamp.backend}"]
     if options.highres.scale > 1.0:
         fields += [f"Hires upscale: {options.highres.scale}", f"Hires steps: {options.highres.steps}",
                    f"Denoising strength: {options.highres.denoise}"]
@@ -35,26 +57,27 @@ def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, model: str
     return f"{prompt}\nNegative prompt: {options.negative_prompt}\n" + ", ".join(fields)
 
 
-def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: int, model: str,
+def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: int, stamp: Stamp,
               extra_text: dict[str, str] | None = None) -> bytes:
     info = PngImagePlugin.PngInfo()
     for key, value in (extra_text or {}).items():
         info.add_text(key, value)
     info.add_itxt(SPEC_KEY, dumps_spec(scene, schema_ref=None))
-    info.add_itxt(RENDER_KEY, json.dumps({"seed": seed, "model": model, "options": asdict(options),
+    info.add_itxt(RENDER_KEY, json.dumps({"seed": seed, "model": stamp.model, "backend": stamp.backend,
+                                          "backend_options": stamp.backend_options, "options": options.to_dict(),
                                           "omostc": __version__}, sort_keys=True))
-    info.add_itxt("parameters", a1111_parameters(scene, options, seed, model))
+    info.add_itxt("parameters", a1111_parameters(scene, options, seed, stamp))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 
-def read_provenance(path) -> tuple[Scene, RenderOptions, int, str]:
-    """(scene, options, seed, model) from a PNG that omostc wrote; ProvenanceError (the caller
-    names the file) for anything else."""
+def read_provenance(path) -> RenderRecord:
+    """How a PNG that omostc wrote was made; ProvenanceError (the caller names the file) for
+    anything else."""
     try:
         with Image.open(path) as im:
-            text: dict[str, Any] = dict(im.text)
+            text: dict[str, Any] = dict(im.text)  # type: ignore[attr-defined]
     except OSError as exc:
         raise ProvenanceError(f"cannot read the image: {exc}") from None
     if SPEC_KEY not in text or RENDER_KEY not in text:
@@ -62,6 +85,14 @@ def read_provenance(path) -> tuple[Scene, RenderOptions, int, str]:
     scene = loads_spec(text[SPEC_KEY], file=f"{path}:{SPEC_KEY}")
     try:
         data = json.loads(text[RENDER_KEY])
-        return scene, RenderOptions.from_dict(data["options"]), int(data["seed"]), str(data["model"])
-    except (ValueError, KeyError, TypeError) as exc:
+        model = str(data["model"])
+        # PNGs of omostc 0.1 named no backend, and kept the backend's render options among the shared ones
+        backend = str(data.get("backend") or registry.legacy_png_backend(model))
+        shared, backend_render = split_known(RenderOptions, dict(data["options"]))
+        options = RenderOptions.from_dict(shared)
+        stamp = Stamp(backend, model, {**backend_render, **dict(data.get("backend_options") or {})})
+        return RenderRecord(scene, options, int(data["seed"]), stamp)
+    except SpecError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProvenanceError(f"damaged {RENDER_KEY} chunk ({type(exc).__name__}: {exc})") from None

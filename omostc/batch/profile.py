@@ -1,88 +1,229 @@
-"""Render profiles: which backend and model, on which device, with which default settings.
+"""Render profiles: which backend and model, with which backend options and default settings.
 
-A profile is a YAML file (``runners/*.yaml``, schema ``schemas/profile.schema.json``) or one of
-the built-in names. Settings resolve as: command-line flags > the spec's ``render:`` block >
-the profile > Omost's defaults (OMOST.md section 8).
+A profile is a YAML file (schema ``schemas/profile.schema.json``): one of those shipped with
+omostc (``omostc/data/profiles``), a project's own in ``runners/NAME.yaml`` (which shadows a
+shipped one of the same name), or any file by path. ``omostc profiles`` lists them. Settings
+resolve as: command-line flags > the spec's ``render:`` block > the profile > Omost's defaults.
+
+The schema is derived from the backend registry: a backend's options that live at the top level
+(``section="load"``: dtype, VAE, ...) or under ``render:`` (its sampler, ...) are allowed for
+that backend only.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omostc.backends.base import RenderOptions
-from omostc.diagnostics import Diagnostic, SpecError
-from omostc.files import InputError, read_text
+from omostc.backends import registry
+from omostc.diagnostics import Diagnostic, InputError, SettingsError, SpecError
+from omostc.files import read_text
+from omostc.settings import check, fields_of, from_data, property_schema, schema_of, split_known, to_data
 from omostc.spec.model import SPEC_VERSION
-from omostc.spec.schema import profile_validator
+from omostc.spec.render import MAX_SEED, RenderOptions
 from omostc.spec.yamlio import load_validated
 
-BUILTIN: dict[str, dict[str, Any]] = {
-    "preview": {
-        "version": SPEC_VERSION, "backend": "preview",
-        "description": "No model: the layout preview (sketch, boxes, labels). Runs anywhere, CI included.",
-    },
-    "tiny": {
-        "version": SPEC_VERSION, "backend": "sdxl", "model": "builtin:tiny-sdxl", "dtype": "fp32", "device": "cpu",
-        "description": "The offline random-weight SDXL-shaped model: the whole pipeline on a CPU, in seconds.",
-        "render": {"width": 128, "height": 128, "steps": 4},
-    },
-}
 DEFAULT = "preview"
+PROFILE_ID = f"urn:omostc:schema:profile:{SPEC_VERSION}"
+PROJECT_FOLDER = "runners"
+CORE_KEYS = ("version", "description", "backend", "model", "images", "seeds", "render")
 
 
 @dataclass
 class Profile:
     name: str
-    backend: str = "preview"
+    backend: str = registry.DEFAULT
     model: str | None = None
-    model_config: str | None = None
-    dtype: str | None = None
-    vae_dtype: str | None = None
-    vae: str | None = None
-    device: str | None = None
-    offload: bool = False
-    processor: str = "fast"
+    options: Any = None  # the backend's options dataclass (``BackendEntry.options``)
     images: int = 1
     seeds: list[int] | None = None
     render: RenderOptions = field(default_factory=RenderOptions)
+    description: str = ""
+    origin: str = field(default="built in", compare=False)  # where it was defined
+
+    def __post_init__(self):
+        if self.options is None:
+            self.options = registry.get(self.backend).options()
 
     def digest(self) -> str:
         """What decides the pictures (not where or how fast they are made)."""
-        data = {"backend": self.backend, "model": self.model, "vae": self.vae, "dtype": self.dtype,
-                "vae_dtype": self.vae_dtype, "processor": self.processor}
-        if self.model_config is not None:  # absent from older digests, so their outputs stay current
-            data["model_config"] = self.model_config
+        data: dict[str, Any] = {"backend": self.backend, "model": self.model}
+        for f, _, s in fields_of(type(self.options)):
+            value = getattr(self.options, f.name)
+            if s.pixels and value != f.default:  # options at their defaults leave older keys unchanged
+                data[f.name] = value
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
+    def to_data(self) -> dict[str, Any]:
+        """The profile as its YAML file holds it."""
+        load, render = _sections(type(self.options))
+        options = to_data(self.options)
+        out: dict[str, Any] = {"version": SPEC_VERSION, "description": self.description, "backend": self.backend}
+        if self.model is not None:
+            out["model"] = self.model
+        out.update({k: options[k] for k in load})
+        out.update(images=self.images, seeds=self.seeds, render={**to_data(self.render), **{k: options[k] for k in render}})
+        return out
 
-def profile_from_dict(name: str, data: dict[str, Any]) -> Profile:
-    options = RenderOptions.from_dict({**asdict(RenderOptions()), **data.get("render", {})})
-    fields = {k: v for k, v in data.items() if k not in ("version", "description", "render")}
-    return Profile(name=name, render=options, **fields)
+
+def _sections(options_cls: type) -> tuple[list[str], list[str]]:
+    """The names of a backend's options at the top level of a profile, and under ``render:``."""
+    load = [f.name for f, _, s in fields_of(options_cls) if s.section == "load"]
+    render = [f.name for f, _, s in fields_of(options_cls) if s.section != "load"]
+    return load, render
+
+
+def profile_from_dict(name: str, data: dict[str, Any], origin: str = "built in") -> Profile:
+    """A profile from schema-checked data; its settings are checked by the same rules as flags."""
+    entry = registry.get(data.get("backend", registry.DEFAULT))
+    load, _ = _sections(entry.options)
+    render_data, backend_render = split_known(RenderOptions, dict(data.get("render", {})))
+    options = from_data(entry.options, {**{k: data[k] for k in load if k in data}, **backend_render})
+    render = RenderOptions.from_dict({**to_data(RenderOptions()), **render_data})
+    profile = Profile(name=name, backend=entry.name, model=data.get("model"), options=options,
+                      images=data.get("images", 1), seeds=data.get("seeds"), render=render,
+                      description=data.get("description", ""), origin=origin)
+    check(profile.render, source=origin)
+    check(profile.options, source=origin)
+    return profile
+
+
+# --- finding profiles -----------------------------------------------------------------------
+
+def shipped_profiles() -> dict[str, Path]:
+    folder = resources.files("omostc.data").joinpath("profiles")
+    return {Path(p.name).stem: Path(str(p)) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
+
+
+def project_profiles(search: Path | None = None) -> dict[str, Path]:
+    folder = (search or Path.cwd()) / PROJECT_FOLDER
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def available_profiles(search: Path | None = None) -> dict[str, Path]:
+    """Every profile by name: the project's ``runners/`` shadows the shipped ones."""
+    return {**shipped_profiles(), **project_profiles(search)}
 
 
 def load_profile(name_or_path: str | None, *, search: Path | None = None) -> Profile:
     """A profile by path, by name in ``runners/`` (under ``search``, default the current folder),
-    or by built-in name."""
+    or by the name of a shipped profile."""
     name_or_path = name_or_path or DEFAULT
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        candidate = (search or Path.cwd()) / "runners" / f"{name_or_path}.yaml"
-        if candidate.is_file():
-            path = candidate
-        elif name_or_path in BUILTIN:
-            return profile_from_dict(name_or_path, BUILTIN[name_or_path])
-        else:
-            raise SpecError([Diagnostic("error", f"no profile {name_or_path!r}: not a file, not in runners/, "
-                                        f"not built in ({', '.join(BUILTIN)})", file=str(name_or_path))])
+        known = available_profiles(search)
+        if name_or_path not in known:
+            close = difflib.get_close_matches(name_or_path, list(known), n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SpecError([Diagnostic(
+                "error", f"no profile {name_or_path!r}{hint}: not a file, not in {PROJECT_FOLDER}/, not shipped "
+                f"({', '.join(known)}; `omostc profiles` lists them)", file=str(name_or_path))])
+        path = known[name_or_path]
     try:
         text = read_text(path)
     except InputError as exc:
         raise SpecError(exc.diagnostics) from None
     data = load_validated(text, file=str(path), validator=profile_validator(),
                           empty="empty file: a profile needs at least 'version' and 'backend'")
-    return profile_from_dict(path.stem, data)
+    return profile_from_dict(path.stem, data, origin=_origin(path))
+
+
+def _origin(path: Path) -> str:
+    shipped = resources.files("omostc.data").joinpath("profiles")
+    try:
+        path.resolve().relative_to(Path(str(shipped)).resolve())
+        return "shipped with omostc"
+    except ValueError:
+        return str(path)
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+def build_profile_schema() -> dict[str, Any]:
+    """Render profiles: which backend and model, its options, and default settings."""
+    entries = registry.entries()
+    load_props: dict[str, Any] = {}
+    render_props: dict[str, Any] = {}
+    owners: dict[str, list[str]] = {}
+    for entry in entries.values():
+        for f, tp, s in fields_of(entry.options):
+            target = load_props if s.section == "load" else render_props
+            prop = property_schema(tp, s)
+            target.setdefault(f.name, {**prop, "description": f"{entry.name}: {s.help}"})
+            owners.setdefault(f.name, []).append(entry.name)
+    render = schema_of(RenderOptions, description="Render settings of the profile (below a spec's own render: block).")
+    render["properties"].update(render_props)
+    rules = []
+    for entry in entries.values():
+        load, backend_render = _sections(entry.options)
+        foreign_load = {k: False for k in load_props if k not in load}
+        foreign_render = {k: False for k in render_props if k not in backend_render}
+        then: dict[str, Any] = {"properties": {**foreign_load, "render": {"properties": foreign_render}}}
+        if entry.needs_model:
+            then["required"] = ["model"]
+        rules.append({"if": {"properties": {"backend": {"const": entry.name}}, "required": ["backend"]},
+                      "then": then})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": PROFILE_ID,
+        "title": "omostc render profile",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version", "backend"],
+        "properties": {
+            "version": {"const": SPEC_VERSION},
+            "description": {"type": "string"},
+            "backend": {"enum": list(entries), "description": "; ".join(f"{e.name}: {e.summary}"
+                                                                         for e in entries.values())},
+            "model": {"type": "string", "minLength": 1,
+                      "description": "; ".join(f"{e.name}: {e.model_help}" for e in entries.values() if e.needs_model)},
+            **load_props,
+            "images": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Images per spec."},
+            "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+                      "minItems": 1, "description": "Seeds to render each spec with."},
+            "render": render,
+        },
+        "allOf": rules,
+    }
+
+
+@cache
+def profile_validator():
+    import jsonschema
+
+    cls = jsonschema.Draft202012Validator
+    schema = build_profile_schema()
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def profile_schema_json() -> str:
+    return json.dumps(build_profile_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def backend_option_names() -> set[str]:
+    return {f.name for entry in registry.entries().values() for f in fields(entry.options)}
+
+
+def with_overrides(profile: Profile, *, model: str | None = None, options: dict[str, Any] | None = None,
+                   source: str = "command line") -> Profile:
+    """The profile with a model and backend options from another source (the command line), each
+    checked against the backend's options before anything loads."""
+    from dataclasses import replace
+
+    entry = registry.get(profile.backend)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    known, foreign = split_known(entry.options, given)
+    if foreign:
+        raise SettingsError([Diagnostic("error", f"{', '.join('--' + k.replace('_', '-') for k in sorted(foreign))}: "
+                                        f"not an option of the {entry.name!r} backend", file=source)])
+    merged = from_data(entry.options, {**to_data(profile.options), **known})
+    check(merged, source=source)
+    return replace(profile, model=model or profile.model, options=merged)

@@ -41,6 +41,7 @@ class BatchItem:
     options: RenderOptions
     spec_hash: str
     settings_hash: str
+    profile: Profile  # which backend, model and options render it
 
     @property
     def key(self) -> str:
@@ -78,13 +79,17 @@ def spec_hash(scene: Scene) -> str:
     return _digest(data)
 
 
+def settings_hash(options: RenderOptions, profile: Profile) -> str:
+    return _digest({"options": asdict(options), "profile": profile.digest()})
+
+
 def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: dict | None = None,
                seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
     """The batch, one item per spec and seed, grouped by resolution (same-size renders together).
 
     Seeds: ``seeds`` (command line), else the spec's ``render.seed`` counting up ``images``
     times, else the profile's seeds, else 12345 counting up."""
-    items = []
+    items: list[BatchItem] = []
     for source, scene in sources:
         options = resolve_options(scene.render, overrides, base=profile.render)
         count = images or profile.images
@@ -96,10 +101,10 @@ def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: di
             item_seeds = list(profile.seeds)
         else:
             item_seeds = [DEFAULT_SEED + i for i in range(count)]
-        settings = _digest({"options": asdict(options), "profile": profile.digest()})
+        settings = settings_hash(options, profile)
         name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
         for seed in item_seeds:
-            items.append(BatchItem(name, source, scene, int(seed), options, scene_hash, settings))
+            items.append(BatchItem(name, source, scene, int(seed), options, scene_hash, settings, profile))
     items.sort(key=lambda it: (it.options.snapped().width, it.options.snapped().height))
     return items
 
@@ -113,12 +118,11 @@ class Batch:
 
 
 def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = None, seeds: list[int] | None = None,
-                  images: int | None = None, from_png: list[str] = ()) -> Batch:
+                  images: int | None = None, from_png: list[str] = (),
+                  png_options: dict | None = None) -> Batch:
     """Load every input (specs or Canvas code; a bad one becomes a failure, not an exception),
     plan its items, and add exact re-renders of omostc PNGs (their own scene, settings, seed
     and model; the profile switches to that model if it has none)."""
-    from dataclasses import replace
-
     from omostc.api import load_scene
     from omostc.batch.outputs import read_provenance
 
@@ -129,31 +133,44 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
             warnings.extend(found)
             sources.append((source, scene))
         except OmostcError as exc:
-            diagnostics = getattr(exc, "diagnostics", None) or []
-            warnings.extend(diagnostics)
-            errors = [d for d in diagnostics if d.severity == "error"]
+            warnings.extend(exc.diagnostics)
             # the report names the file: the first error's own words (and where), not its full rendering
-            first = (_located(errors[0]) if errors else str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed", error=first))
+            failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed",
+                                       error=exc.summary()))
     items = plan_items(sources, profile, overrides, seeds, images)
     for png in from_png:
         try:
-            scene, options, seed, png_model = read_provenance(png)
+            record = read_provenance(png)
+            png_profile = png_render_profile(record, profile, png_options or {})
         except OmostcError as exc:  # not an omostc PNG: a failure of its own, the rest still render
             failures.append(ItemResult(name=Path(png).stem, source=png, seed=None, status="failed", error=str(exc)))
             continue
-        if profile.backend != "sdxl" or not profile.model:
-            profile = replace(profile, backend="sdxl", model=png_model)
-        original = (rendered_key(Path(png)) or "").split("-")
-        settings = original[1] if len(original) == 3 else "from-png"  # keep the original's key
-        items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, scene, seed, options,
-                               spec_hash(scene), settings))
+        items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, record.scene, record.seed,
+                               record.options, spec_hash(record.scene), settings_hash(record.options, png_profile),
+                               png_profile))
     return Batch(profile, items, failures, warnings)
 
 
-def _located(d) -> str:
-    where = f"line {d.line}" + (f", column {d.col}" if d.col else "") + ": " if d.line else ""
-    return where + d.message
+def png_render_profile(record, profile: Profile, given: dict | None = None) -> Profile:
+    """The profile that re-renders a PNG exactly: its own backend, model and options; only the
+    options that do not change pixels (the device, offloading) come from ``given`` (the command
+    line) or from ``profile`` when it has the same backend."""
+    from omostc.backends import registry
+    from omostc.settings import check, fields_of, from_data, split_known
+
+    entry = registry.get(record.stamp.backend)
+    known, _ = split_known(entry.options, record.stamp.backend_options)
+    options = from_data(entry.options, known)
+    for f, _, s in fields_of(entry.options):
+        if s.pixels:
+            continue
+        if (given or {}).get(f.name) is not None:
+            setattr(options, f.name, given[f.name])
+        elif profile.backend == entry.name:
+            setattr(options, f.name, getattr(profile.options, f.name))
+    check(options, source="the PNG's settings")
+    return Profile(name=f"from-png:{entry.name}", backend=entry.name,
+                   model=record.stamp.model if entry.needs_model else None, options=options, origin="a PNG")
 
 
 def rendered_key(path: Path) -> str | None:
@@ -184,11 +201,13 @@ class Manifest:
         write_text_atomic(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values()))
 
 
-def run_batch(items: list[BatchItem], executor, out_dir: str | Path, *, model_name: str, force: bool = False,
+def run_batch(items: list[BatchItem], executor, out_dir: str | Path, *, model_name: str | None = None,
+              force: bool = False,
               failures: list[ItemResult] | None = None,
               on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
-    """Render, with ``executor`` (``omostc.executors``), the items not rendered yet; the outputs
-    and manifest rows are written here, whichever executor ran the renders."""
+    """Render, with ``executor`` (``omostc.batch.executors``), the items not rendered yet; the
+    outputs and manifest rows are written here, whichever executor ran the renders. ``model_name``
+    overrides the model the PNGs record (default: each item's profile's)."""
     out_dir = Path(out_dir)
     manifest = Manifest(out_dir / MANIFEST)
     results: list[ItemResult] = []

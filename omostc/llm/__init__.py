@@ -6,7 +6,8 @@
 """
 
 from omostc.diagnostics import LLMError
-from omostc.llm.chat import ChatSession
+from omostc.llm.api import DEFAULT_MODEL, Answer, LLMSettings, chat_backend, edit, generate
+from omostc.llm.chat import ChatSession, open_session
 from omostc.llm.conversation import (
     CONTEXT_TOKENS,
     GENERIC_INSTRUCTIONS,
@@ -18,12 +19,13 @@ from omostc.llm.conversation import (
     trim_conversation,
     worked_example,
 )
-from omostc.llm.generation import Generation, generate
+from omostc.llm.generation import Generation, generate_scene
 from omostc.llm.local import TransformersChatBackend
 from omostc.llm.server import OpenAIChatBackend
 from omostc.spec.model import Message
 
 __all__ = [
+    "DEFAULT_MODEL", "open_session", "Answer", "LLMSettings", "chat_backend", "edit", "generate_scene",
     "CONTEXT_TOKENS", "GENERIC_INSTRUCTIONS", "ChatSession", "Generation", "LLMError", "Message",
     "OpenAIChatBackend", "SamplingOptions", "TransformersChatBackend", "edit_conversation", "estimate_tokens",
     "generate", "new_conversation", "system_message", "trim_conversation", "worked_example",

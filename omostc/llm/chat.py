@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from omostc.diagnostics import CompileError, LLMError
+from omostc.llm.api import LLMSettings
 from omostc.llm.conversation import SamplingOptions, estimate_tokens, trim_conversation
-from omostc.llm.generation import Generation, generate
+from omostc.llm.generation import Generation, generate_scene
 from omostc.spec.model import Message, Scene
 from omostc.spec.tables import system_prompt
 
@@ -38,7 +39,7 @@ class ChatSession:
                                    self.sampling.seed if seed is None else seed)
         self.messages = messages
         try:
-            result = generate(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text)
+            result = generate_scene(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text)
         except CompileError as exc:  # keep the turn, so it can be retried, undone or edited
             self.messages = [*messages, Message("assistant", getattr(exc, "answer", ""))]
             self.scenes.append(None)
@@ -70,3 +71,14 @@ class ChatSession:
         if not self.undo():
             raise LLMError("nothing to edit yet")
         return self.ask(text, on_text)
+
+
+def open_session(settings: LLMSettings, backend: object | None = None) -> ChatSession:
+    """A new session with a model: the system prompt (and, for generic models, the worked example)."""
+    from omostc.llm.api import chat_backend
+    from omostc.llm.conversation import system_message, worked_example
+
+    kind = settings.kind
+    return ChatSession(backend or chat_backend(settings), settings.sampling or SamplingOptions(),
+                       messages=[Message("system", system_message(kind)),
+                                 *(worked_example() if kind == "generic" else [])])

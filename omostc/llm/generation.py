@@ -23,7 +23,7 @@ class Generation:
     interrupted: bool = False  # Ctrl-C: the answer is what had been written, complete calls kept
 
 
-def generate(backend, messages: list[Message], *, retries: int = 0, sampling: SamplingOptions | None = None,
+def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampling: SamplingOptions | None = None,
              on_text: Callable[[str], None] | None = None, prompt: str | None = None) -> Generation:
     """Ask for a canvas until an answer compiles (``retries`` more times, each with a new seed).
 

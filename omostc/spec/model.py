@@ -7,9 +7,11 @@ readable order; ``from_dict`` expects data that already passed the JSON Schema.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from omostc.spec.render import HighRes, RenderSettings
 from omostc.spec.tables import AREAS, GRID, LOCATIONS, OFFSETS
 
 SPEC_VERSION = 1
@@ -50,26 +52,6 @@ class Region:
     name: str | None = None
     feather: float | None = None  # soft mask edge, in grid cells (None: hard edges, as Omost)
     weight: float | None = None  # attention weight of the region's tokens (None: 1, as Omost)
-
-
-@dataclass
-class HighRes:
-    scale: float | None = None
-    steps: int | None = None
-    denoise: float | None = None
-
-
-@dataclass
-class RenderSettings:
-    """Per-scene overrides of the render profile; None means 'not set here'."""
-
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    steps: int | None = None
-    cfg: float | None = None
-    negative_prompt: str | None = None
-    highres: HighRes | None = None
 
 
 @dataclass
@@ -156,15 +138,7 @@ def scene_to_dict(scene: Scene) -> dict[str, Any]:
         "regions": [region_to_dict(r) for r in scene.regions],
     }
     if scene.render is not None:
-        render = _drop_none({
-            "width": scene.render.width, "height": scene.render.height, "seed": scene.render.seed,
-            "steps": scene.render.steps, "cfg": scene.render.cfg,
-            "negative_prompt": scene.render.negative_prompt,
-        })
-        if scene.render.highres is not None:
-            h = scene.render.highres
-            render["highres"] = _drop_none({"scale": h.scale, "steps": h.steps, "denoise": h.denoise})
-        out["render"] = render
+        out["render"] = render_to_dict(scene.render)
     if scene.provenance is not None:
         p = scene.provenance
         prov = _drop_none({"source": p.source, "prompt": p.prompt, "model": p.model})
@@ -191,11 +165,7 @@ def scene_from_dict(data: dict[str, Any]) -> Scene:
             quality_meta=r["quality_meta"], color=r["color"],
             feather=r.get("feather"), weight=r.get("weight"),
         ))
-    render = None
-    if "render" in data:
-        rd = dict(data["render"])
-        highres = HighRes(**rd.pop("highres")) if "highres" in rd else None
-        render = RenderSettings(**rd, highres=highres)
+    render = render_from_dict(data["render"]) if "render" in data else None
     provenance = None
     if "provenance" in data:
         pd = dict(data["provenance"])
@@ -212,3 +182,23 @@ def scene_from_dict(data: dict[str, Any]) -> Scene:
         ),
         regions=regions, render=render, provenance=provenance,
     )
+
+
+def render_to_dict(render: RenderSettings) -> dict[str, Any]:
+    """The ``render:`` block as YAML holds it: the fields that are set, in declaration order."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(render):
+        value = getattr(render, f.name)
+        if dataclasses.is_dataclass(value):
+            value = _drop_none(dataclasses.asdict(value))
+        if value is not None:
+            out[f.name] = value
+    first = {k: out.pop(k) for k in ("width", "height", "seed") if k in out}  # the order specs are written in
+    return {**first, **out}
+
+
+def render_from_dict(data: dict[str, Any]) -> RenderSettings:
+    values = dict(data)
+    if "highres" in values:
+        values["highres"] = HighRes(**values["highres"])
+    return RenderSettings(**values)

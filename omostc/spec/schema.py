@@ -10,11 +10,12 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from omostc.settings import MAX_FINITE, schema_of
 from omostc.spec.model import SPEC_VERSION
+from omostc.spec.render import RenderSettings
 from omostc.spec.tables import AREAS, COLORS, GRID, LOCATIONS, OFFSETS
 
 SCHEMA_ID = f"urn:omostc:schema:scene:{SPEC_VERSION}"
-MAX_FINITE = 1.0e300  # keeps .inf out; NaN is rejected by the loader's own check
 
 
 def _text(description: str) -> dict[str, Any]:
@@ -90,28 +91,8 @@ def build_scene_schema() -> dict[str, Any]:
             "color": color,
         },
     }
-    render = {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "Per-scene render overrides (above the profile, below command-line flags).",
-        "properties": {
-            "width": {"type": "integer", "minimum": 64, "maximum": 8192, "multipleOf": 8},
-            "height": {"type": "integer", "minimum": 64, "maximum": 8192, "multipleOf": 8},
-            "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-            "steps": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "cfg": {"type": "number", "minimum": 0, "maximum": 100},
-            "negative_prompt": {"type": "string"},
-            "highres": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "scale": {"type": "number", "minimum": 1, "maximum": 8},
-                    "steps": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "denoise": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                },
-            },
-        },
-    }
+    render = schema_of(RenderSettings, description="Per-scene render overrides (above the profile, below "
+                                                "command-line flags).")
     provenance = {
         "type": "object",
         "additionalProperties": False,
@@ -169,68 +150,3 @@ def scene_validator():
     cls = jsonschema.Draft202012Validator
     cls.check_schema(scene_schema())
     return cls(scene_schema())
-
-
-PROFILE_ID = f"urn:omostc:schema:profile:{SPEC_VERSION}"
-
-
-def build_profile_schema() -> dict[str, Any]:
-    """Render profiles (``runners/*.yaml``): which model, on what, with which settings."""
-    scene_render = build_scene_schema()["properties"]["render"]
-    render = {
-        **scene_render,
-        "description": "Render settings of the profile (below a spec's own render: block).",
-        "properties": {
-            **{k: v for k, v in scene_render["properties"].items() if k != "seed"},
-            "sampler": {"type": "string", "minLength": 1,
-                        "description": "'omost' (Omost's DPM++ 2M Karras) or a diffusers scheduler class name."},
-            "sketch_strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                                "description": "Start from the colour sketch, denoising this much."},
-            "pooled": {"enum": ["omost", "projected"]},
-        },
-    }
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": PROFILE_ID,
-        "title": "omostc render profile",
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["version", "backend"],
-        "properties": {
-            "version": {"const": SPEC_VERSION},
-            "description": {"type": "string"},
-            "backend": {"enum": ["sdxl", "preview"],
-                        "description": "sdxl: regional attention on SDXL; preview: the layout picture, no model."},
-            "model": {"type": "string", "minLength": 1,
-                      "description": "Hub id, diffusers folder, single .safetensors file, or builtin:tiny-sdxl."},
-            "model_config": {"type": "string", "minLength": 1,
-                             "description": "For a single-file model: a diffusers folder or hub id with its "
-                                            "component configurations (default: SDXL base's, offline)."},
-            "dtype": {"enum": ["fp32", "fp16", "bf16"]},
-            "vae_dtype": {"enum": ["fp32", "fp16", "bf16"]},
-            "vae": {"type": "string", "minLength": 1},
-            "device": {"type": "string", "minLength": 1},
-            "offload": {"type": "boolean"},
-            "processor": {"enum": ["fast", "reference"]},
-            "images": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                      "minItems": 1},
-            "render": render,
-        },
-        "if": {"properties": {"backend": {"const": "sdxl"}}},
-        "then": {"required": ["model"]},
-    }
-
-
-@lru_cache(maxsize=1)
-def profile_validator():
-    import jsonschema
-
-    cls = jsonschema.Draft202012Validator
-    schema = build_profile_schema()
-    cls.check_schema(schema)
-    return cls(schema)
-
-
-def profile_schema_json() -> str:
-    return json.dumps(build_profile_schema(), indent=2, ensure_ascii=False) + "\n"

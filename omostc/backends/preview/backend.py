@@ -1,24 +1,26 @@
-"""The model-free backend: the layout preview as the picture. It runs anywhere (CI included),
-so ``omostc render specs/*.yaml`` always works."""
+"""The layout picture as a render: the colour sketch at image size, each region outlined and labelled."""
 
 from __future__ import annotations
 
 from PIL import Image
 
-from omostc.backends.base import RenderOptions
-from omostc.ir.clip.tokenize import default_tokenizer
+from omostc.ir.lowering import lower
 from omostc.ir.model import SceneIR
 from omostc.ir.pictures import layout_image
+from omostc.spec.model import Scene
+from omostc.spec.render import RenderOptions
 
 
 class PreviewBackend:
     name = "preview"
 
-    @property
-    def tokenizer(self):
-        return default_tokenizer()
+    def lower(self, scene: Scene) -> SceneIR:
+        return lower(scene)
 
     def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
         o = options.snapped()
         image = layout_image(ir, o.width, o.height)
         return [image.copy() for _ in seeds]
+
+    def parameters(self, options: RenderOptions) -> list[str]:
+        return ["Sampler: none (layout preview)"]

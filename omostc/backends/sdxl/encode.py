@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from omostc.backends.sdxl.options import POOLED_MODES
 from omostc.ir.clip.bags import bag_text_ids, chunk, tokenize_layer
 from omostc.ir.clip.tokenize import TransformersClipTokenizer
 from omostc.ir.model import SceneIR
-
-POOLED_MODES = ("omost", "projected")
 
 
 @dataclass

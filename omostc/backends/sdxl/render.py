@@ -18,8 +18,11 @@ from omostc.backends.common.sampling import DiscreteSchedule, sample_dpmpp_2m
 from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, padded
 from omostc.backends.sdxl.encode import Conditioning, SDXLTextEncoder
 from omostc.backends.sdxl.models import SDXLModel
+from omostc.backends.sdxl.options import SAMPLER_OMOST, SDXLOptions
 from omostc.diagnostics import RenderError
+from omostc.ir.lowering import lower
 from omostc.ir.model import SceneIR
+from omostc.spec.model import Scene
 
 HIGHRES_EPS = 0.05  # Omost's app treats a scale within this of 1 as off
 
@@ -53,12 +56,13 @@ def to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
 class SDXLRegionalBackend:
     """Regional prompting on SDXL through attention-score manipulation (Omost's method)."""
 
-    name = "sdxl-regional"
+    name = "sdxl"
 
-    def __init__(self, model: SDXLModel, processor: str = "fast"):
+    def __init__(self, model: SDXLModel, options: SDXLOptions | None = None):
         self.model = model
+        self.options = options or SDXLOptions()
         self.encoder = SDXLTextEncoder(model)
-        self.attention = RegionalAttention(model.unet, processor)
+        self.attention = RegionalAttention(model.unet, self.options.processor)
         self.schedule = DiscreteSchedule()
         # diffusers' ``.device`` walks the parameters (about 1 ms a call): ask once.
         self.device = model.execution_device or model.unet.device
@@ -67,6 +71,14 @@ class SDXLRegionalBackend:
     def tokenizer(self):
         """Lower scenes with this tokenizer so bags match what the text encoders read."""
         return self.encoder.tok1
+
+    def lower(self, scene: Scene) -> SceneIR:
+        """The neutral IR with 77-token bags counted by this model's first tokenizer."""
+        return lower(scene, self.tokenizer)
+
+    def parameters(self, options: RenderOptions) -> list[str]:
+        sampler = self.options.sampler
+        return [f"Sampler: {'DPM++ 2M Karras' if sampler == SAMPLER_OMOST else sampler}"]
 
     @property
     def vae_scale(self) -> int:
@@ -109,7 +121,7 @@ class SDXLRegionalBackend:
         inputs = unet_inputs(cond, n, lh * self.vae_scale, lw * self.vae_scale, self.device, unet.dtype)
         plan = RegionPlan.build(ir, [c.shape[0] for c in cond.layers], lh, lw, n)
         with self.attention.active(plan):
-            if sampler != "omost":
+            if sampler != SAMPLER_OMOST:
                 return self._sample_diffusers(sampler, inputs, initial, noise, steps, strength, cfg, progress)
             sigmas = self.schedule.sigmas_for(steps, strength).to(self.device)
             latents = initial.to(noise) + noise * sigmas[0].to(noise)
@@ -156,12 +168,13 @@ class SDXLRegionalBackend:
             raise RenderError(f"the IR was lowered with tokenizer {ir.tokenizer!r}; lower it with this model's "
                               f"({self.tokenizer.name!r}) so its bags fit the text encoders")
         o = options.snapped()
-        cond = self.encoder.encode(ir, o.negative_prompt, o.pooled)
+        cond = self.encoder.encode(ir, o.negative_prompt, self.options.pooled)
         initial, strength = self.initial_latent(ir, o)
         images = []
         for seed in seeds:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
-            latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress, o.sampler)
+            latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress,
+                                  self.options.sampler)
             pixels = self.decode(latents)
             if o.highres.scale > 1.0 + HIGHRES_EPS:
                 pixels = self.highres_fix(ir, cond, pixels, [generator], o, progress)
@@ -183,5 +196,5 @@ class SDXLRegionalBackend:
         batch = torch.from_numpy(np.stack(resized)).float() / 127.5 - 1.0
         latents = self.encode_image(batch.movedim(-1, 1))
         latents = self.sample(ir, cond, latents.float(), generators, o.highres.steps, o.highres.denoise, o.cfg,
-                              progress, o.sampler)
+                              progress, self.options.sampler)
         return self.decode(latents)

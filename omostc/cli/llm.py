@@ -1,0 +1,207 @@
+"""``omostc generate``, ``edit`` and ``chat``: argument parsing and printing around
+``omostc.generate``, ``omostc.edit`` and ``ChatSession``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import click
+
+from omostc.cli.common import fail, print_diagnostics
+from omostc.diagnostics import CompileError, OmostcError
+from omostc.files import write_text_atomic
+from omostc.llm.api import DEFAULT_MODEL, GRAMMAR_MODES, MODEL_KINDS, LLMSettings
+from omostc.llm.conversation import MAX_NEW_TOKENS, TEMPERATURE, TOP_P, SamplingOptions
+from omostc.spec.yamlio import dumps_spec, schema_ref_for
+
+
+def _llm_options(f: Callable) -> Callable:
+    for option in reversed([
+        click.option("--base-url", envvar="OMOSTC_LLM_URL",
+                     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp, vLLM, Ollama, "
+                          "LM Studio); or $OMOSTC_LLM_URL. Without it the model runs here, with transformers."),
+        click.option("--model", "llm_model", envvar="OMOSTC_LLM_MODEL", default=DEFAULT_MODEL,
+                     show_default=True, help="Hub id or folder (transformers), or the name the server knows."),
+        click.option("--api-key", envvar="OMOSTC_LLM_API_KEY", help="Bearer token, if the server wants one."),
+        click.option("--retries", type=click.IntRange(0, 20), default=0, show_default=True,
+                     help="Ask again, with a new seed, when an answer does not compile."),
+        click.option("--seed", type=int, help="Sampling seed."),
+        click.option("--temperature", type=click.FloatRange(0, 2), default=TEMPERATURE, show_default=True),
+        click.option("--top-p", type=click.FloatRange(0, 1), default=TOP_P, show_default=True),
+        click.option("--max-tokens", type=click.IntRange(16, 32768), default=MAX_NEW_TOKENS, show_default=True),
+        click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (else stdout)."),
+        click.option("--constrain/--no-constrain", default=None,
+                     help="Decode under the Canvas grammar, so every answer compiles (default: on for models "
+                          "not trained on Omost, whose name lacks 'omost'; needs a server --grammar mode)."),
+        click.option("--grammar", "grammar_mode", type=click.Choice(list(GRAMMAR_MODES)),
+                     help="How to pass the grammar to a server: llama.cpp's `grammar`, vLLM's `guided_grammar`, or "
+                          "the scene spec's JSON Schema as `response_format` (the spec is then turned into code)."),
+        click.option("--model-kind", type=click.Choice(list(MODEL_KINDS)), default=None,
+                     help="generic: a model not trained on Omost (Qwen, Llama 3.x instruct, ...) gets instructions "
+                          "and a worked example (default: omost if the name says so, else generic)."),
+        click.option("-q", "--quiet", is_flag=True, help="Do not stream the answer to the terminal."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _settings(kw: dict[str, Any]) -> LLMSettings:
+    return LLMSettings(model=kw["llm_model"], base_url=kw["base_url"], api_key=kw["api_key"],
+                       constrain=kw["constrain"], grammar=kw["grammar_mode"], model_kind=kw["model_kind"],
+                       retries=kw["retries"],
+                       sampling=SamplingOptions(kw["temperature"], kw["top_p"], kw["max_tokens"], kw["seed"]))
+
+
+def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
+    """Run ``ask(settings, on_text)`` (``omostc.generate`` or ``edit``), stream, report, write."""
+    quiet, output, retries = kw["quiet"], kw["output"], kw["retries"]
+    echo = None if quiet else (lambda text: click.echo(text, err=True, nl=False))
+    try:
+        answer = ask(_settings(kw), echo)
+    except CompileError as exc:
+        if not quiet:
+            click.echo("", err=True)
+        print_diagnostics(exc.diagnostics)
+        click.echo(f"the answer{'s' if retries else ''} did not compile"
+                   + (f" ({retries + 1} attempts)" if retries else ""), err=True)
+        sys.exit(1)
+    except OmostcError as exc:
+        fail(exc)
+    if not quiet:
+        click.echo("", err=True)
+    if answer.dropped_turns:
+        click.echo(f"warning: the conversation is longer than the model's context; dropped the {answer.dropped_turns} "
+                   "oldest turns (the system prompt and the latest canvas are kept)", err=True)
+    if answer.generation.interrupted:
+        click.echo("interrupted: keeping the calls completed so far", err=True)
+    print_diagnostics(answer.warnings, quiet)
+    text = dumps_spec(answer.scene, schema_ref=schema_ref_for(output))
+    if output:
+        write_text_atomic(output, text)
+        click.echo(f"-> {output} (attempt {answer.generation.attempts})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command()
+@click.argument("prompt")
+@_llm_options
+def generate(prompt: str, **kw: Any) -> None:
+    """Ask an LLM for a scene: prompt -> Canvas code -> a compiled, validated spec."""
+    from omostc.llm.api import generate as generate_scene
+
+    _answer(lambda settings, echo: generate_scene(prompt, settings, on_text=echo), kw)
+
+
+@click.command()
+@click.argument("spec")
+@click.argument("request")
+@_llm_options
+def edit(spec: str, request: str, **kw: Any) -> None:
+    """Ask an LLM to change a scene ("change the dragon to a dinosaur")."""
+    from omostc.api import load_scene
+    from omostc.llm.api import edit as edit_scene
+
+    try:
+        scene, _ = load_scene(spec)
+    except OmostcError as exc:
+        fail(exc, spec)
+    _answer(lambda settings, echo: edit_scene(scene, request, settings, on_text=echo), kw)
+
+
+CHAT_HELP = """Type a request; the model answers with a canvas, compiled when the answer is complete.
+  /retry            ask the last request again, with a new seed
+  /undo             forget the last request and its answer
+  /edit TEXT        replace the last request with TEXT and ask it
+  /save [FILE]      save the current scene (default: the --save file)
+  /render [PROFILE] render the current scene (default profile: preview)
+  /help, /quit"""
+
+
+@click.command()
+@_llm_options
+@click.option("--save", "save_path", default="chat.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="Where each compiled scene is saved.")
+def chat(save_path: str, **kw: Any) -> None:
+    """An interactive session: stream the model's canvas, compile each answer, save, render."""
+    from omostc.llm.chat import open_session
+
+    session = open_session(_settings(kw))
+    target = kw["output"] or save_path
+    echo = None if kw["quiet"] else (lambda text: click.echo(text, nl=False))
+    click.echo(CHAT_HELP)
+
+    def save(path: str) -> bool:
+        if session.scene is None:
+            click.echo("no scene yet")
+            return False
+        try:
+            write_text_atomic(path, dumps_spec(session.scene, schema_ref=schema_ref_for(path)))
+        except OSError as exc:
+            click.echo(f"{path}: error: cannot write: {exc.strerror or exc}")
+            return False
+        click.echo(f"saved {path}")
+        return True
+
+    def answer(action: Callable[[], Any]) -> None:
+        try:
+            result = action()
+        except CompileError as exc:
+            click.echo("")
+            print_diagnostics(exc.diagnostics)
+            click.echo("the answer did not compile: /retry, /edit or /undo")
+            return
+        except OmostcError as exc:
+            click.echo(f"error: {exc}")
+            return
+        click.echo("")
+        print_diagnostics(result.result.warnings)
+        if result.interrupted:
+            click.echo("interrupted: keeping the calls completed so far")
+        save(target)
+
+    while True:
+        try:
+            line = input("\n> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        command, _, rest = line.partition(" ")
+        if command in ("/quit", "/exit"):
+            break
+        elif command == "/help":
+            click.echo(CHAT_HELP)
+        elif command == "/undo":
+            click.echo("undone" if session.undo() else "nothing to undo")
+        elif command == "/retry":
+            answer(lambda: session.retry(echo))
+        elif command == "/edit":
+            answer(lambda text=rest: session.edit_last(text, echo)) if rest else click.echo("usage: /edit TEXT")
+        elif command == "/save":
+            save(rest or target)
+        elif command == "/render":
+            if save(target):
+                _render_in_chat(target, rest or None)
+        elif command.startswith("/"):
+            click.echo(f"unknown command {command}; /help lists them")
+        else:
+            answer(lambda text=line: session.ask(text, echo))
+
+
+def _render_in_chat(spec: str, profile: str | None) -> None:
+    from omostc.batch.api import render_batch
+
+    try:
+        report = render_batch([spec], profile=profile)
+    except OmostcError as exc:
+        print_diagnostics(exc.diagnostics)
+        return
+    except OSError as exc:
+        click.echo(f"error: cannot write: {exc.strerror or exc}")
+        return
+    print_diagnostics(report.warnings)
+    for r in report.results:
+        click.echo(f"{r.name} seed {r.seed}: {r.status}" + (f" -> {r.output}" if r.output and r.status != "failed"
+                                                            else f": {r.error}" if r.error else ""))

@@ -1,0 +1,155 @@
+"""``omostc render`` and ``omostc profiles``: argument parsing and printing around
+``omostc.render_batch``. The render-settings flags and each backend's option flags are derived
+from their declarations (``omostc.settings``), so they are checked by the same rules as specs
+and profiles, before any model loads."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Callable
+
+import click
+
+from omostc.backends import registry
+from omostc.backends.common.logs import quiet_libraries
+from omostc.cli.common import fail, print_diagnostics
+from omostc.diagnostics import OmostcError, SettingsError
+from omostc.settings import click_options, fields_of, gather
+from omostc.spec.render import MAX_SEED, RenderOptions
+
+COMMAND_LINE = "command line"
+
+
+def _backend_options() -> list[Callable]:
+    """One flag per backend option name across the registry (a name two backends share, such as
+    --dtype, is one flag, described by the first); the chosen backend must have the options given,
+    or the render is a usage error."""
+    owner: dict[str, type] = {}
+    for entry in registry.entries().values():
+        for f, _, s in fields_of(entry.options):
+            if s.cli:
+                owner.setdefault(f.name, entry.options)
+    options: list[Callable] = []
+    for cls in dict.fromkeys(owner.values()):
+        others = tuple(f.name for f, _, _ in fields_of(cls) if owner.get(f.name) is not cls)
+        options += click_options(cls, dest_prefix="backend__", exclude=others)
+    return options
+
+
+def _apply(options: list[Callable], f: Callable) -> Callable:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _render_flags(f: Callable) -> Callable:
+    return _apply([*click_options(RenderOptions, dest_prefix="render__"), *_backend_options()], f)
+
+
+@click.command()
+@click.argument("specs", nargs=-1)
+@click.option("-p", "--profile", "profile_name", help="Render profile: a shipped one (`omostc profiles`), "
+              "runners/NAME.yaml, or a file. Default: preview.")
+@click.option("--backend", type=click.Choice(registry.names()),
+              help="Render with this backend (default: the profile's; with --model and a model-free profile, "
+                   f"{registry.MODEL_DEFAULT}).")
+@click.option("--model", help="The model: a hub id, a diffusers folder or a single .safetensors file.")
+@click.option("-o", "--out", "out_dir", default="renders", show_default=True, type=click.Path(file_okay=False),
+              help="Images go to OUT/<spec name>/<seed>.png, rows to OUT/manifest.jsonl.")
+@click.option("--seed", "seeds", type=click.IntRange(0, MAX_SEED), multiple=True,
+              help="Seed (repeatable); default: the spec's, the profile's, else 12345.")
+@click.option("--images", type=click.IntRange(1, 1000), help="Images per spec, seeds counting up from the first.")
+@_render_flags
+@click.option("--force", is_flag=True, help="Render again what is already rendered.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: one actor per GPU (or --workers CPU workers) holding a loaded pipeline.")
+@click.option("--workers", type=click.IntRange(1, 4096), help="Ray actors (default: one per GPU, else 1).")
+@click.option("--ray-address", help="A running Ray cluster (default: start a local instance).")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads per renderer (default: torch's, "
+              "1 per Ray worker). CPU results are bit-identical between runs with the same count.")
+@click.option("--log", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per item on stderr, for CI.")
+@click.option("--from-png", "from_png", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Re-render an omostc PNG exactly from its embedded spec, settings, backend and model.")
+@click.option("-q", "--quiet", is_flag=True, help="Failures and the summary only.")
+def render(specs, profile_name, backend, model, out_dir, seeds, images, force, executor, workers, ray_address,
+           threads, log_format, from_png, quiet, **flags) -> None:
+    """Render scene specs (or Canvas code) in a batch: incremental, resumable, one failure never
+    stops the rest."""
+    from omostc.batch.api import render_batch
+
+    if not specs and not from_png:
+        raise click.UsageError("give spec files, or --from-png images")
+    settings = gather(RenderOptions, flags, dest_prefix="render__")
+    backend_options = {k[len("backend__"):]: v for k, v in flags.items()
+                       if k.startswith("backend__") and v is not None and v is not False}  # an unset flag is False
+    quiet_output = quiet or log_format == "json"
+    live = log_format == "text" and not quiet and sys.stderr.isatty()
+    shown: set[str | None] = set()
+
+    def loaded(report) -> None:
+        print_diagnostics(report.warnings, quiet_output)
+        shown.update(d.file for d in report.warnings if d.severity == "error")  # printed with their context
+        if registry.get(report.profile.backend).needs_model:
+            quiet_libraries(quiet_output)
+
+    def show_step(item, position: int, total: int, step: int, steps: int) -> None:  # one status line
+        bar = "#" * (20 * step // steps)
+        click.echo(f"\r  [{position}/{total}] {item.name} seed {item.seed} [{bar:<20}] step {step}/{steps}\033[K",
+                   err=True, nl=False)
+
+    def report_item(result) -> None:
+        if log_format == "json":
+            click.echo(json.dumps(result.row(), ensure_ascii=False), err=True)
+        elif result.status == "failed":
+            if not (result.seed is None and result.source in shown):
+                click.echo(f"{result.source}: error: {result.error}", err=True)
+        elif not quiet:
+            line = f"{result.name} seed {result.seed}: {result.status} -> {result.output}"
+            click.echo(f"\r{line}\033[K" if sys.stderr.isatty() else line, err=True)
+
+    try:
+        report = render_batch(list(specs), profile=profile_name, out_dir=out_dir, model=model, backend=backend,
+                              settings=settings, backend_options=backend_options, seeds=list(seeds) or None,
+                              images=images, from_png=list(from_png), force=force, executor=executor,
+                              workers=workers, ray_address=ray_address, threads=threads, on_result=report_item,
+                              on_progress=show_step if live else None, on_loaded=loaded)
+    except SettingsError as exc:
+        if all(d.file == COMMAND_LINE for d in exc.diagnostics):
+            raise click.UsageError("; ".join(d.message for d in exc.diagnostics)) from None
+        fail(exc)
+    except OmostcError as exc:  # a profile that cannot be used: nothing to run
+        fail(exc)
+    except OSError as exc:  # the output folder itself (what was written so far stays, whole)
+        click.echo(f"{exc.filename or out_dir}: error: cannot write: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    if log_format == "text":
+        counts = report.counts
+        click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed "
+                   f"(profile {report.profile.name}, {report.manifest})", err=True)
+        for r in report.failed:
+            click.echo(f"  failed: {r.source}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)
+    sys.exit(report.exit_status)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per profile.")
+def profiles(as_json: bool) -> None:
+    """List the render profiles: shipped with omostc, and the project's own in runners/."""
+    from omostc.batch.profile import available_profiles, load_profile
+
+    for name, path in available_profiles().items():
+        try:
+            profile = load_profile(str(path))
+        except OmostcError as exc:
+            if as_json:
+                click.echo(json.dumps({"name": name, "error": exc.summary(), "defined": str(path)}))
+            else:
+                click.echo(f"{name:<16} (does not load: {exc.summary()})  {path}")
+            continue
+        if as_json:
+            click.echo(json.dumps({"name": name, "backend": profile.backend, "model": profile.model,
+                                   "defined": profile.origin, "description": profile.description}))
+        else:
+            click.echo(f"{name:<16} {profile.backend:<8} {profile.model or '-':<44} {profile.origin}")
