@@ -2,12 +2,13 @@
 
 All 77-token chunks of a render go through each text encoder in one batched forward; the
 penultimate hidden states of the two encoders are concatenated (768 + 1280 = 2048 features in
-SDXL). Encodings are cached by token ids, so a sub-prompt bag seen before costs nothing.
+SDXL). Encodings are cached by token ids, so a sub-prompt bag seen before costs nothing; the
+cache is least-recently-used, bounded in bytes of tensor storage (``TEXT_CACHE_BYTES``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -15,6 +16,16 @@ from omostc.backends.sdxl.options import POOLED_MODES
 from omostc.ir.clip.bags import bag_text_ids, chunk, tokenize_layer
 from omostc.ir.clip.tokenize import TransformersClipTokenizer
 from omostc.ir.model import SceneIR
+from omostc.lru import LRU
+
+# The text-encoding cache's default bound. An SDXL chunk in fp16 is 77 x 2048 hidden states plus
+# two 1280-feature pooled vectors: 320,512 bytes (about 313 KiB), so 256 MiB holds about 840
+# chunks (about 420 in fp32): every chunk of dozens of large scenes (the README's scene has 23),
+# more where scenes share prompts, for a few percent of the memory SDXL itself takes on the GPU.
+TEXT_CACHE_BYTES = 256 * 2**20
+
+ChunkKey = tuple[tuple[int, ...], tuple[int, ...]]  # (ids for encoder 1, ids for encoder 2)
+Encoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # hidden, pooled, projected pooled
 
 
 @dataclass
@@ -31,14 +42,26 @@ class Conditioning:
         return sum(c.shape[0] for c in self.layers)
 
 
-@dataclass
-class TextEncoderCache:
-    """Encoded chunks by (ids for encoder 1, ids for encoder 2)."""
+def encoded_bytes(entry: Encoded) -> int:
+    """Bytes of tensor storage an entry holds (each entry owns its storage: see ``_encode``)."""
+    return sum(t.numel() * t.element_size() for t in entry if t is not None)
 
-    entries: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = \
-        field(default_factory=dict)
-    hits: int = 0
-    misses: int = 0
+
+class TextEncoderCache(LRU[ChunkKey, Encoded]):
+    """Encoded chunks by (ids for encoder 1, ids for encoder 2), least recently used evicted
+    once their tensors pass ``max_bytes`` (``None``: unbounded). Counts ``hits``, ``misses``,
+    ``evictions``; ``bytes`` is the storage held now."""
+
+    def __init__(self, max_bytes: int | None = TEXT_CACHE_BYTES):
+        super().__init__(max_bytes, size=encoded_bytes)
+
+    @property
+    def max_bytes(self) -> int | None:
+        return self.bound
+
+    @property
+    def bytes(self) -> int:
+        return self.size
 
 
 class SDXLTextEncoder:
@@ -46,7 +69,7 @@ class SDXLTextEncoder:
         self.model = model
         self.tok1 = TransformersClipTokenizer(model.tokenizer, name="tokenizer")
         self.tok2 = TransformersClipTokenizer(model.tokenizer_2, name="tokenizer_2")
-        self.cache = cache or TextEncoderCache()
+        self.cache = cache if cache is not None else TextEncoderCache()
 
     # --- chunks ---------------------------------------------------------------------------
 
@@ -73,12 +96,9 @@ class SDXLTextEncoder:
     # --- encoders -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _encode_missing(self, keys: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
-        missing = [k for k in dict.fromkeys(keys) if k not in self.cache.entries]
-        self.cache.hits += len(keys) - len(missing)
-        self.cache.misses += len(missing)
-        if not missing:
-            return
+    def _encode(self, missing: list[ChunkKey]) -> list[Encoded]:
+        """Chunks through both encoders in one batch. Each row is cloned so that an entry owns
+        its storage: a view would keep the whole batch alive after its neighbours are evicted."""
         te1, te2 = self.model.text_encoder, self.model.text_encoder_2
         device = getattr(self.model, "execution_device", None) or te1.device
         ids1 = torch.tensor([k[0] for k in missing], dtype=torch.long, device=device)
@@ -91,18 +111,19 @@ class SDXLTextEncoder:
         projection = getattr(te2, "text_projection", None)
         projected = projection(pooled) if projection is not None else None
         hidden = torch.cat([h1.to(h2.device, h2.dtype), h2], dim=-1)
-        for i, key in enumerate(missing):
-            self.cache.entries[key] = (hidden[i], pooled[i], projected[i] if projected is not None else None)
+        return [(hidden[i].clone(), pooled[i].clone(), projected[i].clone() if projected is not None else None)
+                for i in range(len(missing))]
 
     def encode(self, ir: SceneIR, negative_prompt: str, pooled: str = "omost") -> Conditioning:
         if pooled not in POOLED_MODES:
             raise ValueError(f"pooled must be one of {POOLED_MODES}, not {pooled!r}")
         per_layer = [[(tuple(a), tuple(b)) for a, b in layer] for layer in self.layer_chunks(ir)]
         neg = tuple(map(tuple, self.negative_chunk(negative_prompt)))
-        self._encode_missing([k for layer in per_layer for k in layer] + [neg])
+        # Every chunk of this render, held here: storing new ones may evict others of this render.
+        encoded = self.cache.get_many([k for layer in per_layer for k in layer] + [neg], self._encode)
 
         def pick(key):
-            hidden, raw, projected = self.cache.entries[key]
+            hidden, raw, projected = encoded[key]
             if pooled == "projected":
                 if projected is None:
                     raise ValueError("this text_encoder_2 has no projection; use pooled='omost'")

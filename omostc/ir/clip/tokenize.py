@@ -11,7 +11,7 @@ Two sources of a tokenizer, one interface (``ClipTokenizer``):
   split as OpenAI's reference tokenizer.
 
 Token ids of every distinct text are cached per tokenizer, so a batch tokenises each
-sub-prompt once.
+sub-prompt once. The cache is least-recently-used, bounded at ``TOKEN_CACHE_ENTRIES`` texts.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from omostc.diagnostics import OmostcError
+from omostc.lru import LRU
 
 CLIP_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_VOCAB_SIZE = 49408
@@ -35,6 +36,11 @@ BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 CONTEXT = 77  # tokens per chunk, BOS and EOS included
 BUDGET = CONTEXT - 2  # text tokens per chunk
+
+# Texts whose token ids a tokenizer keeps (least recently used go first). A scene has some tens
+# of distinct sub-prompts, so this holds about a thousand scenes' worth; an entry (the text and
+# its ids as Python objects) takes about 1 KB, so a full cache holds about 64 MB.
+TOKEN_CACHE_ENTRIES = 65_536
 
 # OpenAI CLIP's pre-token pattern (case-insensitive in the original; text is lower-cased first).
 _PRETOKEN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
@@ -145,7 +151,7 @@ class OfflineClipTokenizer:
     name: str = "clip-bpe"
     bos_id: int = CLIP_VOCAB_SIZE - 2
     eos_id: int = CLIP_VOCAB_SIZE - 1
-    _cache: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
+    _cache: LRU[str, list[int]] = field(default_factory=lambda: LRU(TOKEN_CACHE_ENTRIES), repr=False, compare=False)
 
     def __post_init__(self):
         if self.pad not in ("eos", "zero"):
@@ -158,12 +164,12 @@ class OfflineClipTokenizer:
         return self.eos_id if self.pad == "eos" else 0
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            encodings = self._backend.encode_batch([clean_text(t) for t in missing], add_special_tokens=False)
-            for text, enc in zip(missing, encodings):
-                self._cache[text] = enc.ids
-        return [self._cache[t] for t in texts]
+        ids = self._cache.get_many(texts, self._encode_batch)
+        return [ids[t] for t in texts]
+
+    def _encode_batch(self, texts: list[str]) -> list[list[int]]:
+        encodings = self._backend.encode_batch([clean_text(t) for t in texts], add_special_tokens=False)
+        return [enc.ids for enc in encodings]
 
 
 @dataclass
@@ -172,7 +178,7 @@ class TransformersClipTokenizer:
 
     tokenizer: object
     name: str = "transformers"
-    _cache: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)
+    _cache: LRU[str, list[int]] = field(default_factory=lambda: LRU(TOKEN_CACHE_ENTRIES), repr=False, compare=False)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, subfolder: str = "tokenizer", **kwargs) -> "TransformersClipTokenizer":
@@ -197,11 +203,11 @@ class TransformersClipTokenizer:
         return self.tokenizer.pad_token_id
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            ids = self.tokenizer(missing, truncation=False, add_special_tokens=False).input_ids
-            self._cache.update(zip(missing, ids))
-        return [self._cache[t] for t in texts]
+        ids = self._cache.get_many(texts, self._encode_batch)
+        return [ids[t] for t in texts]
+
+    def _encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=False, add_special_tokens=False).input_ids
 
 
 @lru_cache(maxsize=2)
