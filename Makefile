@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: setup demo test bench bench-full bench-gpu check-full golden schemas clean
+.PHONY: setup demo test lint bench bench-full bench-gpu check-full golden schemas clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# ruff (pyflakes, pycodestyle, isort, pyupgrade, bugbear) and mypy, configured in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check omostc tests benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/bench_compile.py

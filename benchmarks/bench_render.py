@@ -35,14 +35,16 @@ def scene_conditioning(unet):
 
     from omostc import load_spec, lower
     from omostc.backends.sdxl.encode import Conditioning
+    from omostc.ir.clip.tokenize import default_tokenizer
 
-    ir = lower(load_spec(REPO / "specs" / "dragon.yaml"))
+    ir = lower(load_spec(REPO / "specs" / "dragon.yaml"), default_tokenizer())
     dim = unet.config.cross_attention_dim
     pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
     g = torch.Generator().manual_seed(0)
-    layers = [torch.randn(77 * len(layer.bags), dim, generator=g) for layer in ir.layers]
+    layers = [torch.randn(77 * len(layer.bags), dim, generator=g) for layer in ir.text.layers]
     return ir, Conditioning(layers=layers, pooled=torch.randn(pooled, generator=g),
-                            negative=torch.randn(77, dim, generator=g), negative_pooled=torch.randn(pooled, generator=g))
+                            negative=torch.randn(77, dim, generator=g),
+                            negative_pooled=torch.randn(pooled, generator=g))
 
 
 def run_variant(variant: str, size: str, res: int, steps: int, device: str) -> dict:
@@ -50,8 +52,8 @@ def run_variant(variant: str, size: str, res: int, steps: int, device: str) -> d
     from diffusers import UNet2DConditionModel
 
     from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, latent_resolutions
-    from omostc.backends.sdxl.tiny import unet_config
     from omostc.backends.sdxl.render import unet_inputs
+    from omostc.backends.sdxl.tiny import unet_config
 
     torch.manual_seed(0)
     dtype = torch.float32 if device == "cpu" else torch.bfloat16

@@ -85,7 +85,8 @@ def main() -> None:
     print(f"  loaded once / per spec                 {per_spec / once:8.2f}x faster")
     print(f"  per item: {item_s * 1e3:.0f} ms, of which denoising {denoise_s * 1e3:.0f} ms: overhead outside "
           f"denoising {(item_s - denoise_s) / item_s:.1%} (goal < 5%)")
-    print(f"  Ray, 1 worker, 1 thread                {ITEMS / ray1 * 60:8.1f} items/min  ({ray1:.1f} s, Ray start included)")
+    print(f"  Ray, 1 worker, 1 thread                {ITEMS / ray1 * 60:8.1f} items/min  "
+          f"({ray1:.1f} s, Ray start included)")
     print(f"  Ray, 2 workers, 1 thread each          {ITEMS / ray2 * 60:8.1f} items/min  ({ray2:.1f} s)")
     print(f"  Ray 2 workers / 1                      {ray1 / ray2:8.2f}x")
 

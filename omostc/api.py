@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from omostc.compiler.parse import CompileResult, compile_canvas
 from omostc.diagnostics import CompileError, Diagnostic, InputError, SpecError
 from omostc.files import read_text
 from omostc.spec.model import Provenance, Scene, scene_to_dict
 from omostc.spec.yamlio import load_spec, validate_data
-
-if TYPE_CHECKING:
-    from omostc.backends.base import Backend
-    from omostc.batch.outputs import Stamp
-    from omostc.spec.render import RenderOptions
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -66,14 +60,3 @@ def check_scene(scene: Scene, *, file: str = "<scene>") -> None:
     problems = validate_data(scene_to_dict(scene))
     if problems:
         raise SpecError([Diagnostic("error", message, file=file) for message, _, _ in problems])
-
-
-def render_scene(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[int], stamp: Stamp,
-                 progress=None, extra_text: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
-    """Render a scene with a backend; PNG bytes (provenance embedded) per seed."""
-    from omostc.batch.outputs import png_bytes
-
-    ir = backend.lower(scene)
-    images = backend.render(ir, options, seeds, progress=progress)
-    return [(seed, png_bytes(image, scene, options.snapped(), seed, stamp, extra_text))
-            for seed, image in zip(seeds, images)]

@@ -1,7 +1,7 @@
 """A small least-recently-used cache with a bound on the total size of its values.
 
-Used by the tokenizers (``ir/clip``, bounded by entry count) and the SDXL text-encoding cache
-(``backends/sdxl``, bounded by bytes of tensor storage); standard library only, so that
+Used by the tokenizers (``ir/clip``, bounded by entry count) and the backends' text-encoding
+caches (bounded by bytes of tensor storage); standard library only, so that
 ``ir/`` does not depend on ``backends/``.
 """
 
@@ -78,7 +78,8 @@ class LRU(Generic[K, V]):
             if key in found or key in missing:
                 self.hits += 1
             elif key in self._data:
-                found[key] = self.get(key)
+                self._data.move_to_end(key)
+                found[key] = self._data[key][0]
                 self.hits += 1
             else:
                 missing[key] = None

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 from functools import cache
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from omostc.diagnostics import Diagnostic, SettingsError
 
@@ -37,6 +39,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     multiple_of: int | None = None
     min_length: int | None = None
+    pattern: str | None = None
     section: str = "render"  # where a backend option lives in a profile: "render" or "load" (top level)
     cli: bool = True  # offered as a command-line flag
     pixels: bool = True  # changes the pictures (so it is part of an output's settings key)
@@ -109,15 +112,20 @@ def _constraints(s: Setting) -> dict[str, Any]:
         out["multipleOf"] = s.multiple_of
     if s.min_length is not None:
         out["minLength"] = s.min_length
+    if s.pattern is not None:
+        out["pattern"] = s.pattern
     return out
 
 
 def property_schema(tp: Any, s: Setting) -> dict[str, Any]:
     base = _type_schema(tp)
     if s.choices is not None:
-        return {"enum": list(s.choices), "description": s.help}
+        return {"type": base["type"], "enum": list(s.choices), "description": s.help}
     if base.get("type") == "array":
-        base = {**base, "items": {**base["items"], **_constraints(s)}, "minItems": 1}
+        item_rules = {k: v for k, v in _constraints(s).items() if k != "minLength"}
+        base = {**base, "items": {**base["items"], **item_rules}}
+        if s.min_length is not None:
+            base["minItems"] = s.min_length
     else:
         base = {**base, **_constraints(s)}
         if "exclusiveMinimum" in base:
@@ -126,9 +134,13 @@ def property_schema(tp: Any, s: Setting) -> dict[str, Any]:
 
 
 def schema_of(cls: type, *, exclude: tuple[str, ...] = (), description: str | None = None) -> dict[str, Any]:
-    """The JSON Schema object of a settings dataclass (every field optional)."""
+    """The JSON Schema object of a settings dataclass; fields without a default are required."""
     props = {f.name: property_schema(tp, s) for f, tp, s in fields_of(cls) if f.name not in exclude}
     out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.name not in exclude and f.default is MISSING and f.default_factory is MISSING]
+    if required:
+        out["required"] = required
     if description or cls.__doc__:
         out["description"] = description or " ".join((cls.__doc__ or "").split())
     return out
@@ -137,36 +149,56 @@ def schema_of(cls: type, *, exclude: tuple[str, ...] = (), description: str | No
 # --- values --------------------------------------------------------------------------------
 
 def check_value(name: str, tp: Any, s: Setting, value: Any) -> str | None:
-    """Why ``value`` is not allowed for this setting, or None. The same rules as the schema."""
+    """Why ``value`` is not allowed for setting ``name``, or None: the same rules as the schema."""
+    why = broken_rule(tp, s, value)
+    return f"{name} {why}" if why else None
+
+
+def broken_rule(tp: Any, s: Setting, value: Any) -> str | None:
+    """The rule ``value`` breaks ("must be at most 100, not 101"), or None."""
     if value is None:
         return None
     tp, _ = _unwrap_optional(tp)
     if typing.get_origin(tp) is list:
-        for item in value:
-            why = check_value(name, typing.get_args(tp)[0], s, item)
-            if why:
-                return why
-        return None
+        return next((why for item in value if (why := broken_rule(typing.get_args(tp)[0], s, item))), None)
     if s.choices is not None:
-        return None if value in s.choices else f"{name} must be one of {', '.join(s.choices)}, not {value!r}"
+        return None if value in s.choices else f"must be one of {', '.join(s.choices)}, not {value!r}"
     if tp in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{name} must be a number, not {value!r}"
-        if tp is int and not float(value).is_integer():
-            return f"{name} must be a whole number, not {value!r}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{name} must be a finite number, not {value}"
-        if s.minimum is not None and value < s.minimum:
-            return f"{name} must be at least {_num(s.minimum)}, not {_num(value)}"
-        if s.exclusive_minimum is not None and value <= s.exclusive_minimum:
-            return f"{name} must be more than {_num(s.exclusive_minimum)}, not {_num(value)}"
-        if s.maximum is not None and value > s.maximum:
-            return f"{name} must be at most {_num(s.maximum)}, not {_num(value)}"
-        if s.multiple_of is not None and value % s.multiple_of:
-            return f"{name} must be a multiple of {s.multiple_of}, not {_num(value)}"
+        return _number_rule(tp, s, value)
     if tp is str and s.min_length is not None and len(value) < s.min_length:
-        return f"{name} must not be empty"
+        return "must not be empty"
+    if tp is str and s.pattern is not None and not re.search(s.pattern, value):
+        return f"must match {s.pattern}"
     return None
+
+
+def _number_rule(tp: Any, s: Setting, value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, not {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, not {value}"
+    if tp is int and not float(value).is_integer():
+        return f"must be a whole number, not {value!r}"
+    if s.minimum is not None and value < s.minimum:
+        return f"must be at least {_num(s.minimum)}, not {_num(value)}"
+    if s.exclusive_minimum is not None and value <= s.exclusive_minimum:
+        return f"must be more than {_num(s.exclusive_minimum)}, not {_num(value)}"
+    if s.maximum is not None and value > s.maximum:
+        return f"must be at most {_num(s.maximum)}, not {_num(value)}"
+    if s.multiple_of is not None and value % s.multiple_of:
+        return f"must be a multiple of {s.multiple_of}, not {_num(value)}"
+    return None
+
+
+def range_text(s: Setting) -> str:
+    """The allowed range as ``--help`` shows it: ``[64<=x<=8192, multiple of 8]``."""
+    low = f"{_num(s.minimum)}<=" if s.minimum is not None else \
+        f"{_num(s.exclusive_minimum)}<" if s.exclusive_minimum is not None else ""
+    high = f"<={_num(s.maximum)}" if s.maximum is not None and s.maximum < MAX_FINITE else ""
+    parts = [f"{low}x{high}"] if low or high else []
+    if s.multiple_of is not None:
+        parts.append(f"multiple of {s.multiple_of}")
+    return f"  [{', '.join(parts)}]" if parts else ""
 
 
 def _num(x: float) -> str:
@@ -231,8 +263,8 @@ def flag_name(field: dataclasses.Field, s: Setting, prefix: str = "") -> str:
     return s.flag or "--" + (prefix + field.name).replace("_", "-")
 
 
-def click_options(cls: type, *, prefix: str = "", dest_prefix: str = "",
-                  exclude: tuple[str, ...] = ()) -> list[Callable]:
+def click_options(cls: type, *, prefix: str = "", dest_prefix: str = "", exclude: tuple[str, ...] = (),
+                  help_prefix: Callable[[str], str] = lambda name: "") -> list[Callable]:
     """click options for the fields of a settings dataclass (nested dataclasses flattened as
     ``--outer-inner``), each defaulting to None ("not set here"), typed and ranged as declared;
     values are checked with ``check_value`` when parsed, so a bad flag is a usage error before
@@ -249,25 +281,25 @@ def click_options(cls: type, *, prefix: str = "", dest_prefix: str = "",
             continue
         dest = dest_prefix + f.name
         flag = flag_name(f, s, prefix)
-        kwargs: dict[str, Any] = {"help": s.help, "default": None}
+        kwargs: dict[str, Any] = {"help": help_prefix(f.name) + s.help + range_text(s), "default": None}
         if inner is bool:
             kwargs.update(is_flag=True, default=None)
         elif s.choices is not None:
             kwargs["type"] = click.Choice(list(s.choices))
         else:
             kwargs["type"] = {int: int, float: float, str: str}[inner]
-            kwargs["callback"] = _checked(f.name, inner, s)
+            kwargs["callback"] = _checked(inner, s)
         options.append(click.option(flag, dest, **kwargs))
     return options
 
 
-def _checked(name: str, tp: Any, s: Setting) -> Callable:
+def _checked(tp: Any, s: Setting) -> Callable:
     import click
 
-    def callback(ctx, param, value):
-        why = check_value(name, tp, s, value)
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        why = broken_rule(tp, s, value)
         if why:
-            raise click.BadParameter(why.split(" must ", 1)[-1].join(["must ", ""]) if " must " in why else why)
+            raise click.BadParameter(why)
         return value
 
     return callback

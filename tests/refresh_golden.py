@@ -14,9 +14,10 @@ GOLDEN = REPO / "tests" / "golden"
 
 def golden_ir(spec: Path) -> str:
     from omostc import load_spec, lower
+    from omostc.ir.clip.tokenize import default_tokenizer
     from omostc.ir.model import to_json
 
-    return to_json(lower(load_spec(spec)).to_dict()) + "\n"
+    return to_json(lower(load_spec(spec), default_tokenizer()).to_dict()) + "\n"
 
 
 def main() -> int:

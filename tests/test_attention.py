@@ -15,6 +15,7 @@ from helpers import GLOBAL, REGION, program  # noqa: E402
 from omostc import compile_canvas, load_spec, lower  # noqa: E402
 from omostc.backends.sdxl import attention  # noqa: E402
 from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, latent_resolutions, padded  # noqa: E402
+from omostc.ir.clip.tokenize import default_tokenizer  # noqa: E402
 
 
 class OneLayerUNet(torch.nn.Module):
@@ -44,14 +45,14 @@ def random_ir(n_regions: int, seed: int, soft: bool = False):
                            f"bbox=[{x}, {y}, {w}, {h}],")
             .replace("distance_to_viewer=2.0", f"distance_to_viewer={rng.uniform(0.5, 9):.3f}")
             .replace("HTML_web_color_name='orange',", "HTML_web_color_name='orange'," + extra))
-    return lower(compile_canvas(program(GLOBAL, *regions)).scene)
+    return lower(compile_canvas(program(GLOBAL, *regions)).scene, default_tokenizer())
 
 
 def run(ir, hidden_size: int, latent: tuple[int, int], level: tuple[int, int], images: int, kind: str, seed: int = 0,
         attn=None, cond=None):
     torch.manual_seed(seed)
     attn = attn or Attention(query_dim=hidden_size, cross_attention_dim=48, heads=4, dim_head=hidden_size // 4)
-    counts = [77 * len(layer.bags) for layer in ir.layers]
+    counts = [77 * len(layer.bags) for layer in ir.text.layers]
     t = sum(counts)
     if cond is None:
         cond = torch.zeros(2 * images, padded(max(t, 77)), 48)
@@ -85,12 +86,13 @@ def test_fast_equals_reference_on_random_inputs(n_regions, latent, level, groupe
 def test_fast_equals_reference_with_soft_edges_and_weights(n_regions):
     ir = random_ir(n_regions, seed=7 * n_regions, soft=True)
     for level in [(13, 17), (7, 9)]:
-        assert relative_error(run(ir, 32, (13, 17), level, 1, "fast"), run(ir, 32, (13, 17), level, 1, "reference")) < 1e-5
+        fast = run(ir, 32, (13, 17), level, 1, "fast")
+        assert relative_error(fast, run(ir, 32, (13, 17), level, 1, "reference")) < 1e-5
 
 
 @pytest.mark.parametrize("spec", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_fast_equals_reference_on_real_masks(spec):
-    ir = lower(load_spec(spec))
+    ir = lower(load_spec(spec), default_tokenizer())
     for level in [(16, 16), (8, 8), (18, 14)]:
         latent = {(16, 16): (32, 32), (8, 8): (32, 32), (18, 14): (36, 28)}[level]
         assert relative_error(run(ir, 32, latent, level, 1, "fast"), run(ir, 32, latent, level, 1, "reference")) < 1e-5
@@ -106,7 +108,7 @@ def test_attention_to_a_region_is_zero_outside_its_box():
         attn.to_v.weight.copy_(torch.eye(dim))
         attn.to_out[0].weight.copy_(torch.eye(dim))
         attn.to_out[0].bias.zero_()
-    counts = [77 * len(layer.bags) for layer in ir.layers]
+    counts = [77 * len(layer.bags) for layer in ir.text.layers]
     t, images = sum(counts), 1
     for target in range(1, len(ir.layers)):
         start = sum(counts[:target])

@@ -108,7 +108,8 @@ def test_bbox_boxes_are_what_their_numbers_say(path):
         assert by_index[i].box == (y, min(y + h, 90), x, min(x + w, 90))
 
 
-@pytest.mark.parametrize("path", [p for p in corpus_files() if re.search(r"(?<!\w)name=", p.read_text(encoding="utf-8"))],
+@pytest.mark.parametrize("path",
+                         [p for p in corpus_files() if re.search(r"(?<!\w)name=", p.read_text(encoding="utf-8"))],
                          ids=lambda p: p.name)
 def test_region_names_are_kept(path):
     code = extract_program(path.read_text(encoding="utf-8")).code

@@ -200,7 +200,8 @@ def test_streaming_is_the_models_generation_and_stops_early(tiny_llama):
 
 
 def test_interrupted_generation_keeps_the_complete_calls():
-    from omostc.llm import generate_scene as generate, new_conversation
+    from omostc.llm import generate_scene as generate
+    from omostc.llm import new_conversation
 
     class Interrupted:
         model = "scripted"
@@ -228,7 +229,8 @@ def test_quantised_model_without_bitsandbytes_is_a_clear_error(tmp_path, monkeyp
     (tmp_path / "config.json").write_text(json.dumps(
         {"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}))
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
     with pytest.raises(LLMError, match="quantised with bitsandbytes \\(4-bit\\)"):
         TransformersChatBackend(str(tmp_path)).count_tokens("x")
 

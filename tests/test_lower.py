@@ -15,6 +15,7 @@ from PIL import Image
 
 from omostc import compile_canvas, compile_file, lower
 from omostc.cli import main
+from omostc.ir.clip.tokenize import default_tokenizer
 from omostc.ir.masks import box_mask, feathered_box_mask
 
 torch = pytest.importorskip("torch", reason="torch is a dev dependency: the tensors are compared with torch's own")
@@ -26,12 +27,12 @@ def scenes():
 
 @pytest.mark.parametrize("path", scenes(), ids=lambda p: p.name)
 def test_bags_equal_omosts_greedy_partition_with_real_token_counts(path, clip_reference):
-    ir = lower(compile_file(path).scene)
-    for layer in ir.layers:
+    ir = lower(compile_file(path).scene, default_tokenizer())
+    for layer, planned in zip(ir.layers, ir.text.layers):
         bags, chunks = omost.bags(layer.prefixes, layer.suffixes, clip_reference.encode)
-        assert layer.bags == bags
-        assert layer.chunks(49406, 49407, 49407) == chunks
-        assert [len(s) for s in layer.suffix_ids] == [min(len(clip_reference.encode(s)), 75) for s in layer.suffixes]
+        assert planned.bags == bags
+        assert planned.chunks(49406, 49407, 49407) == chunks
+        assert [len(s) for s in planned.suffix_ids] == [min(len(clip_reference.encode(s)), 75) for s in layer.suffixes]
 
 
 @needs_shared
@@ -59,7 +60,8 @@ def test_masks_equal_torch_nearest_exact(size):
 def test_initial_image_equals_omosts_blur_and_resize():
     ir = lower(compile_canvas(program(GLOBAL, REGION)).scene)
     x = torch.from_numpy(ir.sketch)[None].movedim(-1, 1) / 127.5 - 1.0
-    x = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (40,) * 4, mode="reflect"), kernel_size=(81, 81), stride=(1, 1))
+    padded = torch.nn.functional.pad(x, (40,) * 4, mode="reflect")
+    x = torch.nn.functional.avg_pool2d(padded, kernel_size=(81, 81), stride=(1, 1))
     for h, w in [(1152, 896), (64, 64), (100, 75)]:
         want = torch.nn.functional.interpolate(x, (h, w))[0].numpy()
         got = ir.initial_image(h, w)
@@ -82,7 +84,8 @@ def test_feathered_masks():
 
 
 def test_region_options_reach_the_ir():
-    text = program(GLOBAL, REGION.replace("HTML_web_color_name='orange',", "HTML_web_color_name='orange', feather=4, weight=1.5,"))
+    text = program(GLOBAL, REGION.replace("HTML_web_color_name='orange',",
+                                          "HTML_web_color_name='orange', feather=4, weight=1.5,"))
     layer = lower(compile_canvas(text).scene).layers[1]
     assert (layer.feather, layer.weight) == (4.0, 1.5)
     assert layer.mask(64, 64).dtype == np.float32
@@ -92,24 +95,24 @@ def test_region_options_reach_the_ir():
 
 def test_edge_cases_empty_long_suffix_long_prefix():
     empty = GLOBAL.replace("['A cat sits.', 'The room is warm.']", "[]")
-    ir = lower(compile_canvas(program(empty)).scene)
-    assert ir.layers[0].bags == [[0]] and ir.warnings == []  # the tags are its one suffix
+    ir = lower(compile_canvas(program(empty)).scene, default_tokenizer())
+    assert ir.text.layers[0].bags == [[0]] and ir.warnings == []  # the tags are its one suffix
     long_suffix = GLOBAL.replace("'The room is warm.'", repr("word " * 100))
-    ir = lower(compile_canvas(program(long_suffix)).scene)
-    assert ir.layers[0].to_dict()["tokens"]["suffixes"][1] == 75
-    assert any("sub-prompt 1 is longer than 75 tokens" in w for w in ir.warnings)
+    ir = lower(compile_canvas(program(long_suffix)).scene, default_tokenizer())
+    assert ir.to_dict()["layers"][0]["tokens"]["suffixes"][1] == 75
+    assert any("sub-prompt 1 is longer than 75 tokens" in w.message and w.severity == "warning" for w in ir.warnings)
     long_prefix = GLOBAL.replace("'A cat on a table.'", repr("cat " * 80))
-    ir = lower(compile_canvas(program(long_prefix)).scene)
-    g = ir.layers[0]
+    ir = lower(compile_canvas(program(long_prefix)).scene, default_tokenizer())
+    g = ir.text.layers[0]
     assert len(g.bags) == 3 and all(len(c) == 77 for c in g.chunks(49406, 49407, 49407))
-    assert any("prefix alone is 81 tokens" in w for w in ir.warnings)
+    assert any("prefix alone is 81 tokens" in w.message for w in ir.warnings)
+    assert lower(compile_canvas(program(long_prefix)).scene).text is None  # the neutral IR has no tokens
 
 
 def test_layer_without_suffixes_gets_one_prefix_chunk():
-    from omostc.ir.model import Layer
+    from omostc.ir.clip.bags import LayerBags
 
-    layer = Layer(kind="global", box=(0, 90, 0, 90), color=(0, 0, 0), prefixes=["a."], suffixes=[],
-                  prefix_ids=[320, 269], suffix_ids=[], bags=[[]])
+    layer = LayerBags(prefix_ids=[320, 269], suffix_ids=[], bags=[[]])
     assert layer.chunks(49406, 49407, 0) == [[49406, 320, 269, 49407] + [0] * 73]
 
 
@@ -130,4 +133,5 @@ def test_cli_lower_json_sketch_and_preview(tmp_path):
     image = Image.open(tmp_path / "p.png")
     assert image.size == (448, 576)
     # the picture is the sketch under the outlines: the centre of the farthest-only area keeps its colour
-    assert np.asarray(image)[40, 440].tolist() == lower(compile_file(REPO / "specs" / "src" / "dragon.md").scene).sketch[6, 88].tolist()
+    sketch = lower(compile_file(REPO / "specs" / "src" / "dragon.md").scene).sketch
+    assert np.asarray(image)[40, 440].tolist() == sketch[6, 88].tolist()

@@ -18,10 +18,11 @@ from omostc import load_spec, lower  # noqa: E402
 from omostc.backends.base import HighResFix, RenderOptions, resolve_options  # noqa: E402
 from omostc.backends.common.sampling import DiscreteSchedule  # noqa: E402
 from omostc.backends.sdxl.models import ModelError, load_sdxl  # noqa: E402
-from omostc.backends.sdxl.render import RenderError, SDXLRegionalBackend  # noqa: E402
 from omostc.backends.sdxl.options import SDXLOptions  # noqa: E402
+from omostc.backends.sdxl.render import RenderError, SDXLRegionalBackend  # noqa: E402
 from omostc.batch.outputs import read_provenance  # noqa: E402
 from omostc.cli import main  # noqa: E402
+from omostc.ir.clip.tokenize import default_tokenizer  # noqa: E402
 from omostc.spec.model import RenderSettings  # noqa: E402
 
 SMALL = RenderOptions(width=128, height=128, steps=3)
@@ -90,7 +91,7 @@ def test_text_is_encoded_once_per_distinct_chunk(backend, dragon_ir):
     again = backend.encoder.encode(dragon_ir, "lowres")
     assert backend.encoder.cache.misses == misses
     assert all(torch.equal(x, y) for x, y in zip(cond.layers, again.layers))
-    assert [c.shape for c in cond.layers] == [(77 * len(layer.bags), 96) for layer in dragon_ir.layers]
+    assert [c.shape for c in cond.layers] == [(77 * len(layer.bags), 96) for layer in dragon_ir.text.layers]
 
 
 def test_encoding_is_the_penultimate_states_of_both_encoders(backend, dragon_ir):
@@ -116,7 +117,7 @@ def test_sketch_start_and_highres_fix(backend, dragon_ir):
 
 
 def test_ir_from_another_tokenizer_is_refused(backend):
-    ir = lower(load_spec(REPO / "specs" / "dragon.yaml"))  # the offline tokenizer
+    ir = lower(load_spec(REPO / "specs" / "dragon.yaml"), default_tokenizer())  # the offline tokenizer
     with pytest.raises(RenderError, match="lower it with this model's"):
         backend.render(ir, SMALL, [1])
 
@@ -200,3 +201,14 @@ def test_offload_renders_the_same_image(tiny_model_dir, backend, dragon_ir):
     (a,) = offloaded.render(dragon_ir, SMALL, [9])
     (b,) = backend.render(dragon_ir, SMALL, [9])
     assert np.array_equal(pixels(a), pixels(b))
+
+
+def test_two_backends_on_one_model_each_render_with_their_own_processors(backend, dragon_ir):
+    """A second backend made on the same model installs its processors on the shared UNet; the
+    first must take them back when it renders, not run the other's (or plain) attention."""
+    (before,) = backend.render(dragon_ir, SMALL, [5])
+    other = SDXLRegionalBackend(backend.model, SDXLOptions(processor="reference"))
+    (theirs,) = other.render(dragon_ir, SMALL, [5])
+    (after,) = backend.render(dragon_ir, SMALL, [5])
+    assert np.array_equal(pixels(before), pixels(after))
+    assert np.abs(pixels(before) - pixels(theirs)).max() <= 2  # the reference formula agrees within rounding

@@ -229,9 +229,8 @@ def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_p
     pytest.importorskip("ray", reason="ray is a dev dependency")
     import ray
 
-    from omostc.batch.api import prepare_profile
-
     from omostc import load_spec
+    from omostc.batch.api import prepare_profile
     from omostc.batch.executors import RayExecutor, RenderWorker
     from omostc.batch.runner import run_batch
 

@@ -37,7 +37,8 @@ def test_yaml_layout_is_block_style_in_spec_order_with_schema_header():
 
 
 def test_unicode_and_awkward_strings_survive():
-    text = program(GLOBAL.replace("'A cat on a table.'", "'yes'").replace("'cat, table'", "'null: 1.0 # x \\' \"q\" 猫'"))
+    awkward = "'null: 1.0 # x \\' \"q\" 猫'"
+    text = program(GLOBAL.replace("'A cat on a table.'", "'yes'").replace("'cat, table'", awkward))
     scene = compile_canvas(text).scene
     dumped = dumps_spec(scene)
     assert "猫" in dumped
@@ -45,7 +46,8 @@ def test_unicode_and_awkward_strings_survive():
 
 
 def test_violations_are_reported_at_their_yaml_line():
-    text = scene_yaml().replace("color: orange", "color: orangee").replace("distance_to_viewer: 2.0", "distance_to_viewer: -1")
+    text = (scene_yaml().replace("color: orange", "color: orangee")
+            .replace("distance_to_viewer: 2.0", "distance_to_viewer: -1"))
     errs = spec_errors(text)
     lines = text.splitlines()
     by_msg = {e.message: e for e in errs}
@@ -63,7 +65,8 @@ def test_unknown_and_missing_keys_and_placement():
     unknown = next(e for e in errs if "unknown key 'tagz'" in e.message)
     assert "did you mean 'tags'" in unknown.message and unknown.source_line.strip().startswith("tagz")
     assert any("missing required key 'tags'" in e.message for e in errs)
-    both = scene_yaml().replace("  area: a small square area\n", "  area: a small square area\n  box: {x: 1, y: 2, w: 3, h: 4}\n")
+    both = scene_yaml().replace("  area: a small square area\n",
+                                "  area: a small square area\n  box: {x: 1, y: 2, w: 3, h: 4}\n")
     assert any("either 'location', 'offset' and 'area', or by 'box'" in e.message for e in spec_errors(both))
 
 

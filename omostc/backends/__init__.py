@@ -1,1 +1,2 @@
-"""Renderers that execute the IR. Each backend implements ``omostc.backends.base.Backend``."""
+"""Backends turn the IR into images, behind one interface (``base``) and a registry (``registry``).
+See ``backends/README.md`` for how to add one."""

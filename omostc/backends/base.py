@@ -9,8 +9,9 @@ code never names a backend or one of its options.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omostc.spec.render import HighResFix, RenderOptions, resolve_options
 

@@ -1,0 +1,1 @@
+"""The batch runner: profiles, items, executors (local, Ray), PNG provenance, ``render_batch``."""

@@ -9,9 +9,10 @@ backend, model and options), and each group loads its model once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from omostc.backends import registry
 from omostc.batch.profile import Profile, load_profile, with_overrides
@@ -96,6 +97,9 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
     else:
         chosen = prepare_profile(profile, model=model, backend=backend, backend_options=given)
     check(resolve_options(None, settings, base=chosen.render), source="the settings given")
+    problems = registry.get(chosen.backend).validate(chosen.options)  # the profile's own, before loading
+    if problems:
+        raise SettingsError([Diagnostic("error", p, file=chosen.origin) for p in problems])
     batch = collect_batch([str(s) for s in specs], chosen, settings, list(seeds) if seeds else None, images,
                           [str(p) for p in from_png], png_options=given)
     groups: dict[int, list[BatchItem]] = {}
@@ -103,12 +107,6 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
     for item in batch.items:
         groups.setdefault(id(item.profile), []).append(item)
         profiles[id(item.profile)] = item.profile
-    for key, group_profile in profiles.items():  # every group's settings, before any model loads
-        problems = registry.get(group_profile.backend).validate(group_profile.options)
-        for item in groups[key]:
-            check(item.options, source=item.source)
-        if problems:
-            raise SettingsError([Diagnostic("error", p, file=group_profile.origin) for p in problems])
     report = BatchReport(chosen, Path(out_dir), warnings=list(batch.warnings))
     if on_loaded is not None:
         on_loaded(report)

@@ -9,19 +9,23 @@ items.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from typing import Callable, Iterator
+from typing import TypeVar
 
 from omostc.backends import registry
 from omostc.backends.base import Backend, RenderOptions
-from omostc.batch.outputs import Stamp
+from omostc.batch.outputs import Stamp, png_bytes
 from omostc.batch.profile import Profile
 from omostc.settings import to_data
-from omostc.spec.model import scene_from_dict, scene_to_dict
+from omostc.spec.model import Scene, scene_from_dict, scene_to_dict
 
 RenderResult = tuple[int, bytes | None, float, str | None]  # item index, PNG, seconds, error
+
+T = TypeVar("T")
 
 
 def make_backend(profile: Profile, threads: int | None = None) -> Backend:
@@ -43,13 +47,22 @@ def _described(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _made(make: Callable[[], object]) -> tuple[object | None, str | None]:
+def _made(make: Callable[[], T]) -> tuple[T | None, str | None]:
     """(backend, None), or (None, why) for a backend that cannot be made: every item then fails
     with that reason, and the model is not tried again."""
     try:
         return make(), None
     except Exception as exc:  # noqa: BLE001 - reported per item, the batch goes on
         return None, _described(exc)
+
+
+def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[int], stamp: Stamp,
+                progress=None, extra_text: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
+    """Render a scene with a backend; PNG bytes (provenance embedded) per seed."""
+    ir = backend.lower(scene)
+    images = backend.render(ir, options, seeds, progress=progress)
+    return [(seed, png_bytes(image, scene, options.snapped(), seed, stamp, extra_text))
+            for seed, image in zip(seeds, images)]
 
 
 def _payload(index: int, item, model_name: str | None) -> dict:
@@ -60,12 +73,10 @@ def _payload(index: int, item, model_name: str | None) -> dict:
 
 def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: int, key: str,
             model_name: str | None, progress=None) -> RenderResult:
-    from omostc.api import render_scene
-
     started = time.perf_counter()
     try:
         stamp = stamp_of(profile, backend, options, model_name)
-        ((_, data),) = render_scene(backend, scene, options, [seed], stamp, progress=progress,
+        ((_, data),) = render_pngs(backend, scene, options, [seed], stamp, progress=progress,
                                     extra_text={"omostc.key": key})
         return index, data, time.perf_counter() - started, None
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
@@ -85,7 +96,7 @@ class RayExecutor:
     """Renders items on Ray actors: a local instance by default, or a cluster by address."""
 
     def __init__(self, profile: Profile, workers: int | None = None, address: str | None = None,
-                 threads: int | None = None, worker_cls: type | None = None):
+                 threads: int | None = None, worker_cls: type[RenderWorker] | None = None):
         self.profile = profile
         self.workers = workers
         self.address = address
@@ -99,13 +110,14 @@ class RayExecutor:
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     ignore_reinit_error=True, logging_level="ERROR")
+                     ignore_reinit_error=True, logging_level=logging.ERROR)
         try:
             gpus = int(ray.cluster_resources().get("GPU", 0))
             count = self.workers or max(gpus, 1)
             threads = self.threads or 1
-            resources = {"num_gpus": 1} if gpus else {"num_cpus": threads}
-            worker_cls = ray.remote(max_restarts=2, max_task_retries=2, **resources)(self.worker_cls)
+            remote = (ray.remote(num_gpus=1, max_restarts=2, max_task_retries=2) if gpus
+                      else ray.remote(num_cpus=threads, max_restarts=2, max_task_retries=2))
+            worker_cls = remote(self.worker_cls)
             actors = [worker_cls.remote(self.profile, threads) for _ in range(count)]
             yield from _stream(ray, actors, [_payload(i, item, model_name) for i, item in enumerate(items)])
         finally:
@@ -145,7 +157,7 @@ class RenderWorker:
         self.backend, self.load_error = _made(lambda: make_backend(profile, threads))
 
     def render(self, payload: dict) -> RenderResult:
-        if self.load_error is not None:
+        if self.backend is None:  # not loaded: load_error says why
             return payload["index"], None, 0.0, self.load_error
         return _render(self.backend, self.profile, payload["index"], scene_from_dict(payload["scene"]),
                        RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
@@ -163,13 +175,14 @@ class LocalExecutor:
         self.progress = progress  # (item, its position, items, denoising step, steps)
 
     def map(self, items: list, model_name: str | None = None) -> Iterator[RenderResult]:
+        progress = self.progress
         for index, item in enumerate(items):
             if self.backend is None and self.load_error is None:
                 self.backend, self.load_error = _made(self.make)
-            if self.load_error is not None:
+            if self.backend is None:  # not loaded: load_error says why
                 yield index, None, 0.0, self.load_error
                 continue
-            step = ((lambda i, n, item=item, k=index: self.progress(item, k + 1, len(items), i, n))
-                    if self.progress else None)
+            step = ((lambda i, n, item=item, k=index: progress(item, k + 1, len(items), i, n))
+                    if progress else None)
             yield _render(self.backend, self.profile or item.profile, index, item.scene, item.options, item.seed,
                           item.key, model_name, step)

@@ -77,7 +77,7 @@ def read_provenance(path) -> RenderRecord:
     anything else."""
     try:
         with Image.open(path) as im:
-            text: dict[str, Any] = dict(im.text)  # type: ignore[attr-defined]
+            text: dict[str, Any] = dict(getattr(im, "text", {}))  # only PNGs have text chunks
     except OSError as exc:
         raise ProvenanceError(f"cannot read the image: {exc}") from None
     if SPEC_KEY not in text or RENDER_KEY not in text:

@@ -29,7 +29,7 @@ from omostc.spec.model import SPEC_VERSION
 from omostc.spec.render import MAX_SEED, RenderOptions
 from omostc.spec.yamlio import load_validated
 
-DEFAULT = "preview"
+DEFAULT = registry.DEFAULT  # the shipped profile named after the default backend
 PROFILE_ID = f"urn:omostc:schema:profile:{SPEC_VERSION}"
 PROJECT_FOLDER = "runners"
 CORE_KEYS = ("version", "description", "backend", "model", "images", "seeds", "render")
@@ -68,7 +68,8 @@ class Profile:
         if self.model is not None:
             out["model"] = self.model
         out.update({k: options[k] for k in load})
-        out.update(images=self.images, seeds=self.seeds, render={**to_data(self.render), **{k: options[k] for k in render}})
+        out.update(images=self.images, seeds=self.seeds,
+                   render={**to_data(self.render), **{k: options[k] for k in render}})
         return out
 
 
@@ -163,8 +164,13 @@ def build_profile_schema() -> dict[str, Any]:
     rules = []
     for entry in entries.values():
         load, backend_render = _sections(entry.options)
-        foreign_load = {k: False for k in load_props if k not in load}
-        foreign_render = {k: False for k in render_props if k not in backend_render}
+
+        def foreign(key: str, backend: str = entry.name) -> dict[str, Any]:
+            others = " and ".join(repr(b) for b in owners[key])
+            return {"not": {}, "$comment": f"an option of the {others} backend, not of {backend!r}"}
+
+        foreign_load = {k: foreign(k) for k in load_props if k not in load}
+        foreign_render = {k: foreign(k) for k in render_props if k not in backend_render}
         then: dict[str, Any] = {"properties": {**foreign_load, "render": {"properties": foreign_render}}}
         if entry.needs_model:
             then["required"] = ["model"]
@@ -226,4 +232,7 @@ def with_overrides(profile: Profile, *, model: str | None = None, options: dict[
                                         f"not an option of the {entry.name!r} backend", file=source)])
     merged = from_data(entry.options, {**to_data(profile.options), **known})
     check(merged, source=source)
+    problems = entry.validate(from_data(entry.options, known)) if known else []  # of what was given here
+    if problems:
+        raise SettingsError([Diagnostic("error", problem, file=source) for problem in problems])
     return replace(profile, model=model or profile.model, options=merged)

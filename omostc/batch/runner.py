@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
 from omostc.backends.base import RenderOptions, resolve_options
 from omostc.batch.profile import Profile
-from omostc.diagnostics import OmostcError
+from omostc.diagnostics import OmostcError, SettingsError
 from omostc.files import write_bytes_atomic, write_text_atomic
+from omostc.settings import check
 from omostc.spec.model import Scene, scene_to_dict
 
 MANIFEST = "manifest.jsonl"
@@ -118,7 +120,7 @@ class Batch:
 
 
 def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = None, seeds: list[int] | None = None,
-                  images: int | None = None, from_png: list[str] = (),
+                  images: int | None = None, from_png: Sequence[str] = (),
                   png_options: dict | None = None) -> Batch:
     """Load every input (specs or Canvas code; a bad one becomes a failure, not an exception),
     plan its items, and add exact re-renders of omostc PNGs (their own scene, settings, seed
@@ -141,6 +143,7 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
     for png in from_png:
         try:
             record = read_provenance(png)
+            check(record.options, source=f"{png}: its settings")
             png_profile = png_render_profile(record, profile, png_options or {})
         except OmostcError as exc:  # not an omostc PNG: a failure of its own, the rest still render
             failures.append(ItemResult(name=Path(png).stem, source=png, seed=None, status="failed", error=str(exc)))
@@ -158,17 +161,21 @@ def png_render_profile(record, profile: Profile, given: dict | None = None) -> P
     from omostc.backends import registry
     from omostc.settings import check, fields_of, from_data, split_known
 
+    given = given or {}
     entry = registry.get(record.stamp.backend)
     known, _ = split_known(entry.options, record.stamp.backend_options)
     options = from_data(entry.options, known)
     for f, _, s in fields_of(entry.options):
         if s.pixels:
             continue
-        if (given or {}).get(f.name) is not None:
+        if given.get(f.name) is not None:
             setattr(options, f.name, given[f.name])
         elif profile.backend == entry.name:
             setattr(options, f.name, getattr(profile.options, f.name))
     check(options, source="the PNG's settings")
+    problems = entry.validate(options)
+    if problems:
+        raise SettingsError("; ".join(problems))
     return Profile(name=f"from-png:{entry.name}", backend=entry.name,
                    model=record.stamp.model if entry.needs_model else None, options=options, origin="a PNG")
 
@@ -177,7 +184,8 @@ def rendered_key(path: Path) -> str | None:
     """The key a PNG was rendered with, or None if it is missing or unreadable."""
     try:
         with Image.open(path) as image:
-            return image.text.get("omostc.key")
+            key = getattr(image, "text", {}).get("omostc.key")  # only PNGs have text chunks
+            return key if isinstance(key, str) else None
     except (OSError, SyntaxError, ValueError):
         return None
 
@@ -201,7 +209,7 @@ class Manifest:
         write_text_atomic(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values()))
 
 
-def run_batch(items: list[BatchItem], executor, out_dir: str | Path, *, model_name: str | None = None,
+def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, model_name: str | None = None,
               force: bool = False,
               failures: list[ItemResult] | None = None,
               on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:

@@ -4,8 +4,9 @@ inputs so that one bad input never stops the rest."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Callable, Iterable, NoReturn
+from typing import NoReturn
 
 import click
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -87,16 +88,19 @@ def _tokenizer_option(f):
                              "(default: the offline CLIP tokenizer).")(f)
 
 
-def _lowered(item: str, partial: bool, model_dir: str | None):
-    from omostc.ir.clip.tokenize import TransformersClipTokenizer
+def _lowered(item: str, partial: bool, model_dir: str | None, *, tokens: bool = True):
+    """The IR of a spec or program; with ``tokens``, with the CLIP bags of the model folder's own
+    tokenizer, else of the offline one."""
+    from omostc.ir.clip.tokenize import TransformersClipTokenizer, default_tokenizer
     from omostc.ir.lowering import lower
 
     scene, warnings = load_scene(item, partial=partial)
     print_diagnostics(warnings)
-    tokenizer = TransformersClipTokenizer.from_pretrained(model_dir) if model_dir else None
+    tokenizer = None
+    if tokens:
+        tokenizer = TransformersClipTokenizer.from_pretrained(model_dir) if model_dir else default_tokenizer()
     ir = lower(scene, tokenizer)
-    for message in ir.warnings:
-        click.echo(f"{item}: warning: {message}", err=True)
+    print_diagnostics(d if d.file else replace(d, file=item) for d in ir.warnings)
     return scene, ir
 
 
@@ -136,7 +140,7 @@ def preview(file: str, output: str, width: int | None, height: int | None, parti
     def one(item: str) -> None:
         from omostc.ir.pictures import layout_png
 
-        scene, ir = _lowered(item, partial, None)
+        scene, ir = _lowered(item, partial, None, tokens=False)
         render = scene.render
         w = width or (render.width if render and render.width else DEFAULT_WIDTH)
         h = height or (render.height if render and render.height else DEFAULT_HEIGHT)

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import click
 
-from omostc.backends import registry
 from omostc.backends.common.logs import quiet_libraries
 
 
-@click.group()
+class DevGroup(click.Group):
+    """``omostc dev``, with each backend's developer commands taken from the registry when asked for."""
+
+    def _backend_commands(self) -> dict[str, click.Command]:
+        from omostc.backends import registry
+
+        return {c.name: c for entry in registry.entries().values() if entry.dev_commands
+                for c in entry.dev_commands() if c.name}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._backend_commands()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._backend_commands().get(name)
+
+
+@click.group(cls=DevGroup)
 def dev() -> None:
     """Developer tools: offline random-weight models, checkpoint conversion."""
 
@@ -22,8 +37,3 @@ def tiny_llama(folder: str, seed: int) -> None:
 
     quiet_libraries(True)
     click.echo(str(build_tiny_llama(folder, seed=seed)))
-
-
-for _entry in registry.entries().values():
-    for _command in (_entry.dev_commands() if _entry.dev_commands else []):
-        dev.add_command(_command)

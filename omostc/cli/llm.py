@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import click
 
@@ -178,7 +180,7 @@ def chat(save_path: str, **kw: Any) -> None:
         elif command == "/retry":
             answer(lambda: session.retry(echo))
         elif command == "/edit":
-            answer(lambda text=rest: session.edit_last(text, echo)) if rest else click.echo("usage: /edit TEXT")
+            answer(partial(session.edit_last, rest, echo)) if rest else click.echo("usage: /edit TEXT")
         elif command == "/save":
             save(rest or target)
         elif command == "/render":
@@ -187,7 +189,7 @@ def chat(save_path: str, **kw: Any) -> None:
         elif command.startswith("/"):
             click.echo(f"unknown command {command}; /help lists them")
         else:
-            answer(lambda text=line: session.ask(text, echo))
+            answer(partial(session.ask, line, echo))
 
 
 def _render_in_chat(spec: str, profile: str | None) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
@@ -26,14 +26,17 @@ def _backend_options() -> list[Callable]:
     --dtype, is one flag, described by the first); the chosen backend must have the options given,
     or the render is a usage error."""
     owner: dict[str, type] = {}
+    backends: dict[str, list[str]] = {}
     for entry in registry.entries().values():
         for f, _, s in fields_of(entry.options):
             if s.cli:
                 owner.setdefault(f.name, entry.options)
+                backends.setdefault(f.name, []).append(entry.name)
     options: list[Callable] = []
     for cls in dict.fromkeys(owner.values()):
         others = tuple(f.name for f, _, _ in fields_of(cls) if owner.get(f.name) is not cls)
-        options += click_options(cls, dest_prefix="backend__", exclude=others)
+        options += click_options(cls, dest_prefix="backend__", exclude=others,
+                                 help_prefix=lambda name: f"({', '.join(backends[name])}) ")
     return options
 
 

@@ -6,6 +6,7 @@ same scene: ``compile(decompile(scene)) == scene`` for every valid scene.
 
 from __future__ import annotations
 
+from omostc.diagnostics import SpecError
 from omostc.spec.model import GlobalDescription, Region, Scene
 
 INDENT = "    "
@@ -64,8 +65,10 @@ def _region_lines(r: Region) -> list[str]:
         args.append(("name", _literal(r.name)))
     if r.box is not None:
         args.append(("bbox", f"[{r.box.x}, {r.box.y}, {r.box.w}, {r.box.h}]"))
-    else:
+    elif r.location is not None and r.offset is not None and r.area is not None:
         args += [("location", _literal(r.location)), ("offset", _literal(r.offset)), ("area", _literal(r.area))]
+    else:  # a valid scene never has this: Canvas code cannot place such a region
+        raise SpecError(f"region {r.description!r} is placed by neither a box nor location, offset and area")
     args += [
         ("distance_to_viewer", _number(r.distance_to_viewer)),
         ("description", _literal(r.description)),

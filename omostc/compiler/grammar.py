@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
+from typing import TypeAlias
 
 from omostc.spec.tables import AREAS, COLORS, LOCATIONS, OFFSETS
 
@@ -40,13 +40,13 @@ class Chars:
 
 @dataclass(frozen=True)
 class Rep:
-    item: "Item"
+    item: Item
     low: int = 0
     high: int | None = None  # None: unbounded
 
 
-Item = Union[Lit, Ref, Chars, Rep]
-Rules = dict[str, list[list[Item]]]
+Item: TypeAlias = Lit | Ref | Chars | Rep
+Rules: TypeAlias = dict[str, list[list[Item]]]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _kwarg(name: str, value: Item) -> list[Item]:
 @lru_cache(maxsize=8)
 def canvas_rules(limits: Limits = Limits()) -> Rules:
     comments = Rep(Ref("comment"), 0, limits.comments)
-    string_list = [Lit("[\n"), Rep(Ref("list-item"), 0, limits.items), Lit("    ]")]
+    string_list: list[Item] = [Lit("[\n"), Rep(Ref("list-item"), 0, limits.items), Lit("    ]")]
     return {
         "root": [[Lit("```python\n"), Ref("program"), Lit("```")], [Ref("program")]],
         "program": [[comments, Lit("canvas = Canvas()\n"), Rep(Ref("blank"), 0, 1),

@@ -1,35 +1,28 @@
-"""Canvas code -> scene spec, reading the program as data with ``ast`` (never ``exec``).
+"""Canvas code -> scene spec, reading the program as data with ``ast`` (never ``exec``): the driver.
 
-The program may only create a canvas and call its two description methods with literal
-arguments; everything else is reported as an error located in the original file. Values are
-checked and snapped the way Omost does (lower-case, ``difflib`` with cutoff 0.5), and every
-correction is reported as a warning at the value it changed.
+It finds the program in an LLM answer (``source``), parses it, recovers what can be recovered
+(a truncated answer's complete calls with ``partial``, the classic unescaped quote), and hands
+the module to the call builder (``calls``). The program may only create a canvas and call its
+two description methods with literal arguments; everything else is reported as an error
+located in the original file.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import io
 import re
 import tokenize
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
 
+from omostc.compiler.calls import SceneBuilder
 from omostc.compiler.source import ProgramText, extract_program
-from omostc.diagnostics import CompileError, Diagnostic
-from omostc.spec.model import Box, GlobalDescription, Region, Scene
-from omostc.spec.tables import AREAS, COLORS, GLOBAL_PARAMS, GRID, LOCATIONS, OFFSETS, REGION_PARAMS
+from omostc.diagnostics import CompileError, Diagnostic, Severity
+from omostc.spec.model import Scene
 
 MAX_SOURCE_CHARS = 8 * 1024 * 1024  # about 25,000 regions; ast needs ~80 bytes of memory per source byte
 MAX_DIAGNOSTICS = 100
 MAX_QUOTE_REPAIRS = 50
-MAX_ENUM_CHARS = 200
-
-GLOBAL_METHOD = "set_global_description"
-REGION_METHOD = "add_local_description"
-IGNORED_METHODS = ("process",)
-REGION_EXTRAS = ("name", "bbox", "feather", "weight")  # beyond Omost's API
 
 
 @dataclass
@@ -63,7 +56,7 @@ class _Compiler:
 
     # --- reporting ------------------------------------------------------------------------
 
-    def report(self, severity: str, message: str, line: int | None = None, col: int | None = None,
+    def report(self, severity: Severity, message: str, line: int | None = None, col: int | None = None,
                end_col: int | None = None) -> None:
         """Record a diagnostic at a 1-based (line, character column) of the program."""
         if len(self.diagnostics) >= MAX_DIAGNOSTICS:
@@ -85,12 +78,13 @@ class _Compiler:
                                            col=ocol if col is not None else None, end_col=oend,
                                            source_line=src))
 
-    def at(self, node: ast.AST, severity: str, message: str) -> None:
+    def at(self, node: ast.AST, severity: Severity, message: str) -> None:
         line = getattr(node, "lineno", None)
         col = _char_col(self.lines, line, getattr(node, "col_offset", 0))
         end_col = None
-        if getattr(node, "end_lineno", None) == line:
-            end_col = _char_col(self.lines, line, node.end_col_offset)
+        end_col_offset = getattr(node, "end_col_offset", None)
+        if getattr(node, "end_lineno", None) == line and end_col_offset is not None:
+            end_col = _char_col(self.lines, line, end_col_offset)
         self.report(severity, message, line, col, end_col)
 
     def error(self, node: ast.AST, message: str) -> None:
@@ -132,7 +126,7 @@ class _Compiler:
         module = self._parse(code)
         if module is None:
             return None
-        return _SceneBuilder(self).build(module)
+        return SceneBuilder(self).build(module)
 
     # --- syntax ---------------------------------------------------------------------------
 
@@ -291,369 +285,4 @@ def _repair_unescaped_quote(code: str, exc: SyntaxError) -> tuple[str, int, int]
 
 # --- semantics --------------------------------------------------------------------------------
 
-_NODE_KIND = {
-    ast.JoinedStr: "an f-string",
-    ast.Name: "a variable name",
-    ast.Call: "a function call",
-    ast.BinOp: "an arithmetic or concatenation expression",
-    ast.BoolOp: "a boolean expression",
-    ast.Compare: "a comparison",
-    ast.ListComp: "a list comprehension",
-    ast.GeneratorExp: "a generator expression",
-    ast.SetComp: "a set comprehension",
-    ast.DictComp: "a dict comprehension",
-    ast.Lambda: "a lambda",
-    ast.Attribute: "an attribute access",
-    ast.Subscript: "a subscript",
-    ast.IfExp: "a conditional expression",
-    ast.Dict: "a dict",
-    ast.Set: "a set",
-    ast.Starred: "a starred expression",
-    ast.NamedExpr: "an assignment expression",
-    ast.Await: "an await expression",
-}
 
-
-def _kind(node: ast.AST) -> str:
-    if isinstance(node, ast.Constant):
-        return f"a {type(node.value).__name__} literal"
-    return _NODE_KIND.get(type(node), f"a {type(node).__name__} expression")
-
-
-class _Invalid(Exception):
-    """A value was rejected; its diagnostic is already recorded."""
-
-
-class _SceneBuilder:
-    """Walks the module's statements and turns the canvas calls into a Scene."""
-
-    def __init__(self, compiler: _Compiler):
-        self.c = compiler
-        self.canvas_var: str | None = None
-        self.canvas_node: ast.AST | None = None
-        self.global_call: ast.Call | None = None
-        self.global_description: GlobalDescription | None = None
-        self.regions: list[Region] = []
-        self.region_before_global: ast.AST | None = None
-
-    def build(self, module: ast.Module) -> Scene | None:
-        for stmt in module.body:
-            self.statement(stmt)
-        if self.canvas_var is None:
-            self.c.report("error", "no `canvas = Canvas()` found: the program must create the canvas")
-            return None
-        if self.global_call is None:
-            self.c.at(self.canvas_node, "error", f"missing `{self.canvas_var}.{GLOBAL_METHOD}(...)`: "
-                      "a canvas needs its global description")
-            return None
-        if self.region_before_global is not None:
-            self.c.warn(self.region_before_global, "region added before the global description; omostc "
-                        "roots every region's prompts at the global description (Omost would not)")
-        if self.global_description is None:
-            return None
-        return Scene(global_description=self.global_description, regions=self.regions)
-
-    # --- statements -----------------------------------------------------------------------
-
-    def statement(self, stmt: ast.stmt) -> None:
-        if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").split(".")[0] == "lib_omost":
-            for alias in stmt.names:
-                if alias.name != "Canvas" or alias.asname not in (None, "Canvas"):
-                    self.c.warn(stmt, f"ignored import of {alias.name!r} from {stmt.module}")
-            return
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            self.c.error(stmt, "imports are not allowed: Canvas code is read as data "
-                         "(only `from lib_omost.canvas import Canvas` is tolerated)")
-            return
-        if isinstance(stmt, ast.Assign):
-            self.assignment(stmt)
-            return
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-            self.method_call(stmt.value)
-            return
-        self.c.error(stmt, f"{_statement_kind(stmt)} is not allowed: a Canvas program only creates the "
-                     "canvas and calls its description methods")
-
-    def assignment(self, stmt: ast.Assign) -> None:
-        value = stmt.value
-        if (len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
-                and isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                and value.func.id == "Canvas"):
-            if value.args or value.keywords:
-                self.c.error(value, "Canvas() takes no arguments")
-                return
-            if self.canvas_var is not None:
-                dropped = len(self.regions) + (self.global_call is not None)
-                self.c.warn(stmt, f"a new canvas replaces the one created at line {self._line(self.canvas_node)}"
-                            f" (as in Omost, its {dropped} call{'s' if dropped != 1 else ''} are dropped)")
-                self.global_call = self.global_description = self.region_before_global = None
-                self.regions = []
-            self.canvas_var, self.canvas_node = stmt.targets[0].id, stmt
-            return
-        if isinstance(value, ast.Call) and self._is_method(value, IGNORED_METHODS):
-            return  # `outputs = canvas.process()`: rendering is omostc's job; nothing to record
-        self.c.error(stmt, "assignment is not allowed: a Canvas program only creates the canvas "
-                     "(`canvas = Canvas()`) and calls its description methods")
-
-    def _line(self, node) -> int:
-        return self.c.program.original(node.lineno, 1)[0] if node is not None else 0
-
-    def _is_method(self, call: ast.Call, names) -> bool:
-        f = call.func
-        return (isinstance(f, ast.Attribute) and f.attr in names and isinstance(f.value, ast.Name)
-                and f.value.id == self.canvas_var)
-
-    def method_call(self, call: ast.Call) -> None:
-        f = call.func
-        if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)):
-            self.c.error(call, f"calling {_describe_callee(f)} is not allowed: only the canvas's "
-                         "description methods may be called")
-            return
-        known = f.attr in (GLOBAL_METHOD, REGION_METHOD, *IGNORED_METHODS)
-        if self.canvas_var is None and known:
-            self.c.error(f, f"{f.value.id}.{f.attr}(...) is called before `canvas = Canvas()`")
-            return
-        if f.value.id != self.canvas_var:
-            self.c.error(call, f"calling {_describe_callee(f)} is not allowed: only the canvas's "
-                         "description methods may be called")
-            return
-        if not known:
-            self.c.error(f, f"unknown canvas method {f.attr!r}{_did_you_mean(f.attr, (GLOBAL_METHOD, REGION_METHOD))}")
-            return
-        if f.attr in IGNORED_METHODS:
-            if call.args or call.keywords:
-                self.c.error(call, f"{f.attr}() takes no arguments")
-            return
-        try:
-            if f.attr == GLOBAL_METHOD:
-                self.global_call_(call)
-            else:
-                self.region_call(call)
-        except _Invalid:
-            pass
-
-    # --- calls ----------------------------------------------------------------------------
-
-    def bind(self, call: ast.Call, params: tuple[str, ...], extras: tuple[str, ...]) -> dict[str, ast.expr]:
-        """Arguments by parameter name, positional ones in the API's order."""
-        bound: dict[str, ast.expr] = {}
-        ok = True
-        for i, arg in enumerate(call.args):
-            if isinstance(arg, ast.Starred):
-                self.c.error(arg, "*arguments are not allowed: write each argument out")
-                ok = False
-            elif i >= len(params):
-                self.c.error(arg, f"{call.func.attr}() takes {len(params)} arguments; this is number {i + 1}")
-                ok = False
-            else:
-                bound[params[i]] = arg
-        for kw in call.keywords:
-            if kw.arg is None:
-                self.c.error(kw, "**arguments are not allowed: write each argument out")
-                ok = False
-            elif kw.arg not in params and kw.arg not in extras:
-                self.c.error(kw, f"unknown argument {kw.arg!r} for {call.func.attr}()"
-                             f"{_did_you_mean(kw.arg, params + extras)}")
-                ok = False
-            elif kw.arg in bound:
-                self.c.error(kw, f"argument {kw.arg!r} is given twice (also by position)")
-                ok = False
-            else:
-                bound[kw.arg] = kw.value
-        if not ok:
-            raise _Invalid
-        return bound
-
-    def require(self, call: ast.Call, bound: Mapping[str, ast.expr], names) -> None:
-        missing = [n for n in names if n not in bound]
-        if missing:
-            self.c.error(call.func, f"{call.func.attr}() is missing required argument"
-                         f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-            raise _Invalid
-
-    def global_call_(self, call: ast.Call) -> None:
-        if self.global_call is not None:
-            self.c.error(call.func, "the global description is set twice (first at line "
-                         f"{self._line(self.global_call)}); a canvas has one")
-            raise _Invalid
-        self.global_call = call
-        a = self.bind(call, GLOBAL_PARAMS, ())
-        self.require(call, a, GLOBAL_PARAMS)
-        values = self.convert(a, {
-            "description": self.string, "detailed_descriptions": self.strings, "tags": self.string,
-            "HTML_web_color_name": lambda n: self.snap(n, COLORS, "colour"),
-        })
-        self.global_description = GlobalDescription(
-            description=values["description"], detailed_descriptions=values["detailed_descriptions"],
-            tags=values["tags"], color=values["HTML_web_color_name"],
-        )
-
-    def region_call(self, call: ast.Call) -> None:
-        if self.global_call is None and self.region_before_global is None:
-            self.region_before_global = call
-        a = self.bind(call, REGION_PARAMS, REGION_EXTRAS)
-        placement = ("location", "offset", "area")
-        given = [p for p in placement if p in a]
-        if "bbox" in a and given:
-            self.c.error(a["bbox"], f"give either bbox or location/offset/area, not both (also has: {', '.join(given)})")
-            raise _Invalid
-        needed = [p for p in REGION_PARAMS if p not in placement] + ([] if "bbox" in a else list(placement))
-        self.require(call, a, needed)
-        converters: dict[str, Callable[[ast.expr], Any]] = {
-            "distance_to_viewer": self.depth, "description": self.string,
-            "detailed_descriptions": self.strings, "tags": self.string, "atmosphere": self.string,
-            "style": self.string, "quality_meta": self.string,
-            "HTML_web_color_name": lambda n: self.snap(n, COLORS, "colour"),
-            "name": self.name, "bbox": self.bbox, "feather": self.feather, "weight": self.weight,
-            "location": lambda n: self.snap(n, LOCATIONS, "location"),
-            "offset": lambda n: self.snap(n, OFFSETS, "offset"),
-            "area": lambda n: self.snap(n, AREAS, "area"),
-        }
-        v = self.convert(a, converters)
-        self.regions.append(Region(
-            name=v.get("name"), location=v.get("location"), offset=v.get("offset"), area=v.get("area"),
-            box=v.get("bbox"), distance_to_viewer=v["distance_to_viewer"], description=v["description"],
-            detailed_descriptions=v["detailed_descriptions"], tags=v["tags"], atmosphere=v["atmosphere"],
-            style=v["style"], quality_meta=v["quality_meta"], color=v["HTML_web_color_name"],
-            feather=v.get("feather"), weight=v.get("weight"),
-        ))
-
-    def convert(self, bound: Mapping[str, ast.expr], converters: Mapping[str, Callable]) -> dict[str, Any]:
-        out, failed = {}, False
-        for key, node in bound.items():
-            try:
-                out[key] = converters[key](node)
-            except _Invalid:
-                failed = True
-        if failed:
-            raise _Invalid
-        return out
-
-    # --- values ---------------------------------------------------------------------------
-
-    def reject(self, node: ast.AST, expected: str) -> None:
-        self.c.error(node, f"expected {expected}, found {_kind(node)}: Canvas code is read as data, "
-                     "so values must be written as literals")
-        raise _Invalid
-
-    def string(self, node: ast.expr) -> str:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return node.value
-        self.reject(node, "a string literal")
-
-    def name(self, node: ast.expr) -> str:
-        value = self.string(node)
-        if not value.strip():
-            self.c.error(node, "a region name must not be empty")
-            raise _Invalid
-        return value
-
-    def strings(self, node: ast.expr) -> list[str]:
-        if isinstance(node, ast.Tuple):
-            self.c.warn(node, "detailed_descriptions should be a list; read this tuple as one")
-        elif not isinstance(node, ast.List):
-            self.reject(node, "a list of string literals")
-        out, failed = [], False
-        for item in node.elts:
-            try:
-                out.append(self.string(item))
-            except _Invalid:
-                failed = True
-        if failed:
-            raise _Invalid
-        return out
-
-    def number(self, node: ast.expr) -> int | float:
-        sign, inner = 1, node
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            sign, inner = (-1 if isinstance(node.op, ast.USub) else 1), node.operand
-        if (isinstance(inner, ast.Constant) and isinstance(inner.value, (int, float))
-                and not isinstance(inner.value, bool)):
-            return sign * inner.value
-        self.reject(node, "a number literal")
-
-    def depth(self, node: ast.expr) -> int | float:
-        value = self.number(node)
-        if not 0 < value <= 1e300:  # also false for NaN; ints this large never reach float()
-            self.c.error(node, f"distance_to_viewer must be a positive finite number, not {value!r}")
-            raise _Invalid
-        return value
-
-    def feather(self, node: ast.expr) -> int | float:
-        value = self.number(node)
-        if not 0 <= value <= GRID:
-            self.c.error(node, f"feather is a width in grid cells, from 0 to {GRID}; not {value!r}")
-            raise _Invalid
-        return value
-
-    def weight(self, node: ast.expr) -> int | float:
-        value = self.number(node)
-        if not 0 < value <= 100:
-            self.c.error(node, f"weight must be above 0 and at most 100, not {value!r}")
-            raise _Invalid
-        return value
-
-    def bbox(self, node: ast.expr) -> Box:
-        if not isinstance(node, (ast.List, ast.Tuple)) or len(node.elts) != 4:
-            self.reject(node, "bbox=[x, y, w, h]: four integers on the 90 x 90 grid")
-        nums = []
-        for item in node.elts:
-            n = self.number(item)
-            if isinstance(n, float):
-                if not n.is_integer():
-                    self.c.error(item, f"bbox values are whole grid cells; {n!r} is not")
-                    raise _Invalid
-                n = int(n)
-            nums.append(n)
-        x, y, w, h = nums
-        if not (0 <= x <= GRID and 0 <= y <= GRID and 1 <= w <= GRID and 1 <= h <= GRID):
-            self.c.error(node, f"bbox=[x, y, w, h] needs 0 <= x, y <= {GRID} and 1 <= w, h <= {GRID}; got {nums}")
-            raise _Invalid
-        if x + w > GRID or y + h > GRID:
-            self.c.warn(node, f"bbox {nums} reaches past the {GRID} x {GRID} grid; it is clipped there")
-        return Box(x=x, y=y, w=w, h=h)
-
-    def snap(self, node: ast.expr, table: Mapping[str, Any], what: str) -> str:
-        """Omost's leniency: lower-case, then the closest allowed value (difflib, cutoff 0.5)."""
-        value = self.string(node)
-        lowered = value.lower()
-        if lowered in table:
-            if lowered != value:
-                self.c.warn(node, f"{what} {value!r} read as {lowered!r}")
-            return lowered
-        match = (difflib.get_close_matches(lowered, list(table), n=1, cutoff=0.5)
-                 if len(value) <= MAX_ENUM_CHARS else [])
-        if not match:
-            shown = value if len(value) <= 60 else value[:57] + "..."
-            options = "" if len(table) > 20 else f"; expected one of: {', '.join(table)}"
-            self.c.error(node, f"{shown!r} is not a valid {what}{options}")
-            raise _Invalid
-        self.c.warn(node, f"automatically corrected {what} {value!r} -> {match[0]!r}")
-        return match[0]
-
-
-def _did_you_mean(word: str, options) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _describe_callee(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return f"{node.id}()"
-    if isinstance(node, ast.Attribute):
-        return f"{ast.unparse(node)[:60]}()"
-    return "this expression"
-
-
-def _statement_kind(stmt: ast.stmt) -> str:
-    names = {
-        ast.FunctionDef: "a function definition", ast.AsyncFunctionDef: "a function definition",
-        ast.ClassDef: "a class definition", ast.For: "a for loop", ast.While: "a while loop",
-        ast.If: "an if statement", ast.With: "a with statement", ast.Try: "a try statement",
-        ast.Delete: "a del statement", ast.Global: "a global statement", ast.Raise: "a raise statement",
-        ast.Assert: "an assert statement", ast.Return: "a return statement", ast.Pass: "a pass statement",
-        ast.AugAssign: "an augmented assignment", ast.AnnAssign: "an annotated assignment",
-    }
-    if isinstance(stmt, ast.Expr):
-        return f"an expression statement ({_kind(stmt.value)})"
-    return names.get(type(stmt), f"a {type(stmt).__name__} statement")

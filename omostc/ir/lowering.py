@@ -1,10 +1,10 @@
-"""Scene spec -> IR: layer order, boxes, colours, prompt paths, token bags, colour sketch
-(OMOST.md sections 3-5)."""
+"""Scene spec -> IR: layer order, boxes, colours, prompt paths, colour sketch (OMOST.md sections 3-4);
+for the Stable Diffusion family, CLIP token bags too (section 5, ``ir.clip``)."""
 
 from __future__ import annotations
 
-from omostc.ir.clip.bags import BUDGET, bag_text_ids, layer_bags, tokenize_layer
-from omostc.ir.clip.tokenize import ClipTokenizer, default_tokenizer
+from omostc.ir.clip.bags import clip_bags
+from omostc.ir.clip.tokenize import ClipTokenizer
 from omostc.ir.model import Layer, SceneIR
 from omostc.ir.sketch import color_sketch
 from omostc.spec.model import Region, Scene, region_rect
@@ -38,37 +38,13 @@ def _layers(scene: Scene) -> list[Layer]:
     return layers
 
 
-def _label(layer: Layer) -> str:
-    if layer.kind == "global":
-        return "global layer"
-    text = layer.name or layer.prefixes[-1]
-    return f"region {layer.region_index} ({text[:40] + '...' if len(text) > 40 else text})"
-
-
-def _tokenize(layer: Layer, tokenizer: ClipTokenizer, warnings: list[str]) -> None:
-    tokens = tokenize_layer(layer.prefixes, layer.suffixes, tokenizer)
-    layer.prefix_ids, layer.suffix_ids = tokens.prefix_ids, tokens.suffix_ids
-    layer.bags = layer_bags(tokens)
-    for i in tokens.cropped_suffixes:
-        warnings.append(f"{_label(layer)}: sub-prompt {i} is longer than {BUDGET} tokens; cropped to {BUDGET}")
-    if len(tokens.prefix_ids) >= BUDGET and layer.suffixes:
-        warnings.append(f"{_label(layer)}: its prefix alone is {len(tokens.prefix_ids)} tokens; "
-                        "no sub-prompt fits beside it, so all of them are cut")
-        return
-    for j, bag in enumerate(layer.bags):
-        n = len(bag_text_ids(tokens, bag))
-        if n > BUDGET:
-            warnings.append(f"{_label(layer)}: chunk {j} is {n} tokens; the last {n - BUDGET} are cut")
-
-
 def lower(scene: Scene, tokenizer: ClipTokenizer | None = None) -> SceneIR:
-    """The IR of a scene. Token counts and bags come from ``tokenizer`` (a model's own), else
-    from the offline CLIP tokenizer."""
-    tokenizer = tokenizer or default_tokenizer()
+    """The neutral IR of a scene; with a CLIP ``tokenizer`` (a model's own, or
+    ``default_tokenizer()``, the offline one), also its 77-token bags (``ir.text``), as the Stable
+    Diffusion family reads them."""
     layers = _layers(scene)
-    tokenizer.encode([t for layer in layers for t in (*layer.prefixes, *layer.suffixes)])  # one batch
-    warnings: list[str] = []
-    for layer in layers:
-        _tokenize(layer, tokenizer, warnings)
     sketch = color_sketch(layers[0].color, ((layer.box, layer.color) for layer in layers[1:]))
-    return SceneIR(layers=layers, sketch=sketch, tokenizer=tokenizer.name, warnings=warnings)
+    if tokenizer is None:
+        return SceneIR(layers=layers, sketch=sketch)
+    text, warnings = clip_bags(layers, tokenizer)
+    return SceneIR(layers=layers, sketch=sketch, text=text, warnings=warnings)

@@ -1,9 +1,10 @@
 """The IR: what a renderer executes, as plain, backend-neutral data.
 
-Lowering (``omostc.lower``) builds it from a scene spec. Everything a backend needs is here:
-layers in order with boxes, colours, prompt paths, token ids and bags; masks at any resolution;
-the colour sketch and its blurred, image-sized form. ``to_dict`` is the JSON that
-``omostc lower --json`` prints.
+Lowering (``omostc.lower``) builds it from a scene spec: layers in order with boxes, colours and
+prompt paths (prefixes and sub-prompts); masks at any resolution; the colour sketch and its
+blurred, image-sized form. How a model family encodes the prompts (CLIP's 77-token bags for the
+Stable Diffusion family, ``ir.clip``) is a ``TextPlan`` kept beside the layers, made by the
+backend that needs it. ``to_dict`` is the JSON that ``omostc lower --json`` prints.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from omostc.ir.clip.bags import LayerTokens, bag_text_ids, chunk
+from omostc.diagnostics import Diagnostic
 from omostc.ir.masks import box_mask, feathered_box_mask
 from omostc.ir.sketch import blurred_sketch
 
@@ -36,9 +37,6 @@ class Layer:
     region_index: int | None = None  # position of the region in the spec
     feather: float = 0.0  # soft edge width in grid cells; 0 is Omost's hard box
     weight: float = 1.0  # attention weight of this layer's tokens; 1 is Omost's
-    prefix_ids: list[int] = field(default_factory=list, repr=False)  # all prefixes, joined
-    suffix_ids: list[list[int]] = field(default_factory=list, repr=False)  # each cropped to 75
-    bags: list[list[int]] = field(default_factory=list)  # suffix indices per 77-token chunk
 
     def mask(self, height: int, width: int) -> np.ndarray:
         """(height, width) mask: boolean for hard boxes, float32 in [0, 1] when feathered."""
@@ -46,13 +44,15 @@ class Layer:
             return feathered_box_mask(self.box, self.feather, height, width)
         return box_mask(self.box, height, width)
 
-    def chunks(self, bos: int, eos: int, pad: int) -> list[list[int]]:
-        """The 77-token id lists of this layer, one per bag, with a tokenizer's special ids."""
-        tokens = LayerTokens(self.prefix_ids, self.suffix_ids, [])
-        return [chunk(bag_text_ids(tokens, bag), bos, eos, pad) for bag in self.bags]
+    def label(self) -> str:
+        """How messages name this layer."""
+        if self.kind == "global":
+            return "global layer"
+        text = self.name or self.prefixes[-1]
+        return f"region {self.region_index} ({text[:40] + '...' if len(text) > 40 else text})"
 
-    def to_dict(self, *, ids: bool = False) -> dict[str, Any]:
-        out = {
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "kind": self.kind,
             "name": self.name,
             "region_index": self.region_index,
@@ -63,20 +63,29 @@ class Layer:
             "weight": self.weight,
             "prefixes": list(self.prefixes),
             "suffixes": list(self.suffixes),
-            "tokens": {"prefix": len(self.prefix_ids), "suffixes": [len(s) for s in self.suffix_ids]},
-            "bags": [list(b) for b in self.bags],
         }
-        if ids:
-            out["ids"] = {"prefix": list(self.prefix_ids), "suffixes": [list(s) for s in self.suffix_ids]}
-        return out
+
+
+class TextPlan(Protocol):
+    """A model family's encoding of the layers' prompts, kept beside the neutral IR."""
+
+    tokenizer: str  # which tokenizer made it (a backend refuses a plan made by another)
+
+    def layer_dict(self, index: int, *, ids: bool = False) -> dict[str, Any]:
+        """What ``omostc lower --json`` shows of layer ``index`` (token counts, bags, ...)."""
+        ...
 
 
 @dataclass
 class SceneIR:
     layers: list[Layer]
     sketch: np.ndarray  # (90, 90, 3) uint8
-    tokenizer: str = ""
-    warnings: list[str] = field(default_factory=list)
+    text: TextPlan | None = None  # the prompts as a backend family encodes them
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def tokenizer(self) -> str:
+        return self.text.tokenizer if self.text is not None else ""
 
     @property
     def region_layers(self) -> list[Layer]:
@@ -91,7 +100,10 @@ class SceneIR:
         return blurred_sketch(self.sketch, height, width)
 
     def to_dict(self, *, ids: bool = False) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer, "layers": [layer.to_dict(ids=ids) for layer in self.layers]}
+        text = self.text
+        return {"tokenizer": self.tokenizer,
+                "layers": [{**layer.to_dict(), **(text.layer_dict(i, ids=ids) if text is not None else {})}
+                           for i, layer in enumerate(self.layers)]}
 
 
 _NUMBER_ARRAY = re.compile(r"\[\s+([-+0-9.eE,\s]+?)\s+\]")

@@ -33,10 +33,11 @@ def layout_png(ir: SceneIR, width: int, height: int) -> bytes:
 def layout_image(ir: SceneIR, width: int, height: int) -> Image.Image:
     """The sketch at image size, each region's box outlined and labelled with its layer number,
     name (or description) and depth; labels are drawn nearest-last so the front reads on top."""
-    image = Image.fromarray(ir.sketch, mode="RGB").resize((width, height), Image.NEAREST).convert("RGBA")
+    image = Image.fromarray(ir.sketch, mode="RGB").resize((width, height), Image.Resampling.NEAREST).convert("RGBA")
     overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    font = ImageFont.load_default(size=max(11, min(width, height) // 50))
+    font_size = max(11, min(width, height) // 50)
+    font = ImageFont.load_default(size=font_size)  # a FreeTypeFont of that size, or without FreeType a bitmap font
     line = max(2, min(width, height) // 256)
     taken: dict[tuple[int, int], int] = {}
     for n, layer in enumerate(ir.layers[1:], start=1):
@@ -51,7 +52,8 @@ def layout_image(ir: SceneIR, width: int, height: int) -> Image.Image:
         label = f"{n}. {text}  (depth {layer.distance_to_viewer:g})"
         slot = taken.get((x0, y0), 0)
         taken[(x0, y0)] = slot + 1
-        tx, ty = x0 + 2 * line, y0 + 2 * line + slot * (font.size + 8)
+        tx: float = x0 + 2 * line
+        ty = y0 + 2 * line + slot * (font_size + 8)
         text_width = draw.textlength(label, font=font)
         tx = max(2, min(tx, width - text_width - 6))  # keep labels of boxes at the right edge readable
         bbox = draw.textbbox((tx, ty), label, font=font)

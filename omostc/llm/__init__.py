@@ -1,32 +1,34 @@
 """The LLM front: ask a model for Canvas code, compile the answer, keep the conversation.
 
 ``conversation`` (Omost's prompts, context trimming), ``server`` (OpenAI-compatible endpoints),
-``local`` (transformers in this process), ``generation`` (ask until an answer compiles) and
-``chat`` (an interactive session's state, usable without a terminal).
+``local`` (transformers in this process), ``generation`` (ask until an answer compiles), ``chat``
+(an interactive session's state, usable without a terminal) and ``api`` (``generate`` and
+``edit``, what the commands call). Names are loaded on first use, so importing one part does
+not import the others (the HTTP client, transformers).
 """
 
-from omostc.diagnostics import LLMError
-from omostc.llm.api import DEFAULT_MODEL, Answer, LLMSettings, chat_backend, edit, generate
-from omostc.llm.chat import ChatSession, open_session
-from omostc.llm.conversation import (
-    CONTEXT_TOKENS,
-    GENERIC_INSTRUCTIONS,
-    SamplingOptions,
-    edit_conversation,
-    estimate_tokens,
-    new_conversation,
-    system_message,
-    trim_conversation,
-    worked_example,
-)
-from omostc.llm.generation import Generation, generate_scene
-from omostc.llm.local import TransformersChatBackend
-from omostc.llm.server import OpenAIChatBackend
-from omostc.spec.model import Message
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DEFAULT_MODEL", "open_session", "Answer", "LLMSettings", "chat_backend", "edit", "generate_scene",
-    "CONTEXT_TOKENS", "GENERIC_INSTRUCTIONS", "ChatSession", "Generation", "LLMError", "Message",
-    "OpenAIChatBackend", "SamplingOptions", "TransformersChatBackend", "edit_conversation", "estimate_tokens",
-    "generate", "new_conversation", "system_message", "trim_conversation", "worked_example",
-]
+_NAMES = {
+    "omostc.llm.api": ("DEFAULT_MODEL", "Answer", "LLMSettings", "chat_backend", "edit", "generate"),
+    "omostc.llm.chat": ("ChatSession", "open_session"),
+    "omostc.llm.conversation": ("CONTEXT_TOKENS", "GENERIC_INSTRUCTIONS", "SamplingOptions", "edit_conversation",
+                                "estimate_tokens", "new_conversation", "system_message", "trim_conversation",
+                                "worked_example"),
+    "omostc.llm.generation": ("Generation", "generate_scene"),
+    "omostc.llm.local": ("TransformersChatBackend",),
+    "omostc.llm.server": ("OpenAIChatBackend",),
+    "omostc.spec.model": ("Message",),
+    "omostc.diagnostics": ("LLMError",),
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'omostc.llm' has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from omostc.diagnostics import CompileError, LLMError
 from omostc.llm.api import LLMSettings

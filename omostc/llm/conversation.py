@@ -5,9 +5,9 @@ longer than the model's context drop their oldest turns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 from omostc.compiler.decompile import decompile
 from omostc.diagnostics import LLMError

@@ -4,13 +4,17 @@ variants, or any chat model; optionally decoding under the Canvas grammar (xgram
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from omostc.compiler.grammar import Limits, canvas_gbnf
 from omostc.diagnostics import LLMError
 from omostc.llm.conversation import SamplingOptions
 from omostc.spec.model import Message
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -25,17 +29,18 @@ class TransformersChatBackend:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self):
-        self._model = None
-        self._tokenizer = None
+        self._model: Any | None = None  # the causal LM AutoModelForCausalLM picks, once loaded
+        self._tokenizer: PreTrainedTokenizerBase | None = None
         self._compiled_grammar = None
 
     @property
     def model(self) -> str:
         return self.model_path
 
-    def _load(self):
-        if self._model is not None:
-            return
+    def _load(self) -> tuple[Any, PreTrainedTokenizerBase]:
+        """The model and its tokenizer, loaded on first use."""
+        if self._model is not None and self._tokenizer is not None:
+            return self._model, self._tokenizer
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -47,16 +52,16 @@ class TransformersChatBackend:
                 dtype={"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.dtype])
         except (OSError, ValueError) as exc:
             raise LLMError(f"cannot load the language model {self.model_path}: {exc}") from None
+        return self._model, self._tokenizer
 
     def count_tokens(self, text: str) -> int:
-        self._load()
-        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
+        _, tokenizer = self._load()
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
 
     def prompt_ids(self, messages: list[Message]):
-        self._load()
-        return self._tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
-                                                   return_tensors="pt", add_generation_prompt=True,
-                                                   return_dict=False)
+        _, tokenizer = self._load()
+        return tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                             return_tensors="pt", add_generation_prompt=True, return_dict=False)
 
     def _logits_processors(self) -> list:
         """The grammar constraint as a logits processor (compiled once per backend)."""
@@ -67,7 +72,8 @@ class TransformersChatBackend:
         except ImportError:
             raise LLMError("constrained decoding needs xgrammar: pip install 'omostc[grammar]'") from None
         if self._compiled_grammar is None:
-            info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
+            model, tokenizer = self._load()
+            info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
             self._compiled_grammar = xgr.GrammarCompiler(info).compile_grammar(canvas_gbnf(self.limits))
         return [xgr.contrib.hf.LogitsProcessor(self._compiled_grammar)]
 
@@ -75,9 +81,10 @@ class TransformersChatBackend:
         import torch
         from transformers import LogitsProcessorList
 
+        _, tokenizer = self._load()
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                       max_new_tokens=sampling.max_tokens, do_sample=sampling.temperature > 0,
-                      pad_token_id=self._tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.eos_token_id,
                       logits_processor=LogitsProcessorList(self._logits_processors()))
         if sampling.temperature > 0:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
@@ -87,12 +94,13 @@ class TransformersChatBackend:
         """``n`` answers in one batched generation (for best-of-n and for tests)."""
         import torch
 
-        self._load()
-        input_ids = self.prompt_ids(messages).to(self._model.device).repeat(n, 1)
+        model, tokenizer = self._load()
+        input_ids = self.prompt_ids(messages).to(model.device).repeat(n, 1)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        out = self._model.generate(**self._generate_kwargs(input_ids, sampling))
-        return [self._tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True) for row in out]
+        out = model.generate(**self._generate_kwargs(input_ids, sampling))
+        # one row decodes to one string (decode's ``str | list[str]`` covers batches)
+        return [cast(str, tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True)) for row in out]
 
     def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
         import threading
@@ -100,9 +108,9 @@ class TransformersChatBackend:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        self._load()
-        input_ids = self.prompt_ids(messages).to(self._model.device)
-        streamer = TextIteratorStreamer(self._tokenizer, timeout=600.0, skip_prompt=True, skip_special_tokens=True)
+        model, tokenizer = self._load()
+        input_ids = self.prompt_ids(messages).to(model.device)
+        streamer = TextIteratorStreamer(tokenizer, timeout=600.0, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
 
         class Stop(StoppingCriteria):
@@ -113,7 +121,7 @@ class TransformersChatBackend:
             torch.manual_seed(sampling.seed)
         kwargs = self._generate_kwargs(input_ids, sampling)
         kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([Stop()]))
-        thread = threading.Thread(target=self._model.generate, kwargs=kwargs, daemon=True)
+        thread = threading.Thread(target=model.generate, kwargs=kwargs, daemon=True)
         thread.start()
         try:
             yield from streamer

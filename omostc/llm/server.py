@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 from urllib.parse import urlparse
 
 from omostc.compiler.grammar import Limits, canvas_gbnf
@@ -46,8 +46,10 @@ class OpenAIChatBackend:
         elif self.grammar == "json-schema":
             from omostc.spec.schema import scene_schema
 
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "omostc_scene", "strict": True, "schema": scene_schema()}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "omostc_scene", "strict": True, "schema": scene_schema()},
+            }
         elif self.grammar is not None:
             raise LLMError(f"grammar mode must be 'llama.cpp', 'vllm' or 'json-schema', not {self.grammar!r}")
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}

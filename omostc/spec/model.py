@@ -11,47 +11,60 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from omostc.settings import MAX_FINITE, setting
 from omostc.spec.render import HighRes, RenderSettings
-from omostc.spec.tables import AREAS, GRID, LOCATIONS, OFFSETS
+from omostc.spec.tables import AREAS, COLORS, GRID, LOCATIONS, OFFSETS
 
 SPEC_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Box:
-    """An explicit box on the 90 x 90 grid, top-left origin: columns [x, x+w), rows [y, y+h)."""
+    """Explicit box on the 90 x 90 grid, top-left origin: columns [x, x+w), rows [y, y+h)."""
 
-    x: int
-    y: int
-    w: int
-    h: int
+    x: int = setting(minimum=0, maximum=GRID, help="Left column.")
+    y: int = setting(minimum=0, maximum=GRID, help="Top row.")
+    w: int = setting(minimum=1, maximum=GRID, help="Width in columns.")
+    h: int = setting(minimum=1, maximum=GRID, help="Height in rows.")
 
 
-@dataclass
+COLOR_HELP = "One of the 149 HTML web colour names; paints the colour sketch."
+
+
+@dataclass(kw_only=True)
 class GlobalDescription:
-    description: str
-    detailed_descriptions: list[str]
-    tags: str
-    color: str
+    """What the whole image shows."""
+
+    description: str = setting(help="What the whole image shows: the root of every prompt.")
+    detailed_descriptions: list[str] = setting(help="Sub-prompts for the whole image.")
+    tags: str = setting(help="Comma-separated tags.")
+    color: str = setting(choices=tuple(COLORS), help=COLOR_HELP)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Region:
-    distance_to_viewer: float
-    description: str
-    detailed_descriptions: list[str]
-    tags: str
-    atmosphere: str
-    style: str
-    quality_meta: str
-    color: str
-    location: str | None = None
-    offset: str | None = None
-    area: str | None = None
-    box: Box | None = None
-    name: str | None = None
-    feather: float | None = None  # soft mask edge, in grid cells (None: hard edges, as Omost)
-    weight: float | None = None  # attention weight of the region's tokens (None: 1, as Omost)
+    """One part of the image: placed by location, offset and area (or a box), layered by depth.
+    The fields are declared once here, in the order specs are written; the schema, the YAML
+    layout and the loader are derived from them."""
+
+    name: str | None = setting(None, pattern="\\S", help="Optional label of the region.")
+    location: str | None = setting(None, choices=tuple(LOCATIONS), help="Where the box is centred.")
+    offset: str | None = setting(None, choices=tuple(OFFSETS), help="A nudge of the centre by 10 grid cells.")
+    area: str | None = setting(None, choices=tuple(AREAS), help="Size and shape of the box.")
+    box: Box | None = setting(None, help="Explicit box on the 90 x 90 grid.")
+    distance_to_viewer: float = setting(exclusive_minimum=0, maximum=MAX_FINITE,
+                                        help="Depth; larger is farther. Regions are layered farthest first.")
+    description: str = setting(help="Short sub-prompt: the root of this region's prompts.")
+    detailed_descriptions: list[str] = setting(help="Sub-prompts, one sentence each.")
+    tags: str = setting(help="Comma-separated tags.")
+    atmosphere: str = setting(help="Mood of the region.")
+    style: str = setting(help="Style of the region.")
+    quality_meta: str = setting(help="Quality and detail notes.")
+    color: str = setting(choices=tuple(COLORS), help=COLOR_HELP)
+    feather: float | None = setting(None, minimum=0, maximum=GRID,
+                                    help="omostc extension: soft mask edges, ramping over this many grid cells.")
+    weight: float | None = setting(None, exclusive_minimum=0, maximum=100,
+                                   help="omostc extension: attention weight of this region's prompt (1 = Omost).")
 
 
 @dataclass
@@ -84,6 +97,8 @@ def region_rect(region: Region) -> tuple[int, int, int, int]:
     if region.box is not None:
         b = region.box
         rect = (b.y, b.y + b.h, b.x, b.x + b.w)
+    elif region.location is None or region.offset is None or region.area is None:
+        raise ValueError("a region needs a box, or a location, an offset and an area")  # the schema says so too
     else:
         cx, cy = LOCATIONS[region.location]
         dx, dy = OFFSETS[region.offset]
@@ -100,41 +115,36 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def region_to_dict(r: Region) -> dict[str, Any]:
+def _fields_to_dict(obj: Any) -> dict[str, Any]:
+    """A spec dataclass as YAML holds it: its fields in declaration order, unset ones left out."""
     out: dict[str, Any] = {}
-    if r.name is not None:
-        out["name"] = r.name
-    if r.box is not None:
-        out["box"] = {"x": r.box.x, "y": r.box.y, "w": r.box.w, "h": r.box.h}
-    else:
-        out.update(location=r.location, offset=r.offset, area=r.area)
-    out.update(
-        distance_to_viewer=r.distance_to_viewer,
-        description=r.description,
-        detailed_descriptions=list(r.detailed_descriptions),
-        tags=r.tags,
-        atmosphere=r.atmosphere,
-        style=r.style,
-        quality_meta=r.quality_meta,
-        color=r.color,
-    )
-    if r.feather is not None:
-        out["feather"] = r.feather
-    if r.weight is not None:
-        out["weight"] = r.weight
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        out[f.name] = list(value) if isinstance(value, list) else value
     return out
+
+
+def region_to_dict(r: Region) -> dict[str, Any]:
+    return _fields_to_dict(r)
+
+
+def region_from_dict(data: dict[str, Any]) -> Region:
+    values = dict(data)
+    if values.get("box") is not None:
+        values["box"] = Box(**values["box"])
+    values["detailed_descriptions"] = list(values["detailed_descriptions"])
+    return Region(**values)
 
 
 def scene_to_dict(scene: Scene) -> dict[str, Any]:
     g = scene.global_description
     out: dict[str, Any] = {
         "version": scene.version,
-        "global": {
-            "description": g.description,
-            "detailed_descriptions": list(g.detailed_descriptions),
-            "tags": g.tags,
-            "color": g.color,
-        },
+        "global": _fields_to_dict(g),
         "regions": [region_to_dict(r) for r in scene.regions],
     }
     if scene.render is not None:
@@ -151,20 +161,7 @@ def scene_to_dict(scene: Scene) -> dict[str, Any]:
 def scene_from_dict(data: dict[str, Any]) -> Scene:
     """Build a Scene from a dict that has passed the scene JSON Schema."""
     g = data["global"]
-    regions = []
-    for r in data.get("regions", []):
-        box = r.get("box")
-        regions.append(Region(
-            name=r.get("name"),
-            location=r.get("location"), offset=r.get("offset"), area=r.get("area"),
-            box=Box(**box) if box is not None else None,
-            distance_to_viewer=r["distance_to_viewer"],
-            description=r["description"],
-            detailed_descriptions=list(r["detailed_descriptions"]),
-            tags=r["tags"], atmosphere=r["atmosphere"], style=r["style"],
-            quality_meta=r["quality_meta"], color=r["color"],
-            feather=r.get("feather"), weight=r.get("weight"),
-        ))
+    regions = [region_from_dict(r) for r in data.get("regions", [])]
     render = render_from_dict(data["render"]) if "render" in data else None
     provenance = None
     if "provenance" in data:
@@ -176,10 +173,7 @@ def scene_from_dict(data: dict[str, Any]) -> Scene:
         )
     return Scene(
         version=data["version"],
-        global_description=GlobalDescription(
-            description=g["description"], detailed_descriptions=list(g["detailed_descriptions"]),
-            tags=g["tags"], color=g["color"],
-        ),
+        global_description=GlobalDescription(**{**g, "detailed_descriptions": list(g["detailed_descriptions"])}),
         regions=regions, render=render, provenance=provenance,
     )
 
@@ -189,11 +183,12 @@ def render_to_dict(render: RenderSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(render):
         value = getattr(render, f.name)
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = _drop_none(dataclasses.asdict(value))
         if value is not None:
             out[f.name] = value
-    first = {k: out.pop(k) for k in ("width", "height", "seed") if k in out}  # the order specs are written in
+    # the order specs are written in: the size and the seed first
+    first: dict[str, Any] = {k: out.pop(k) for k in ("width", "height", "seed") if k in out}
     return {**first, **out}
 
 

@@ -50,7 +50,8 @@ class RenderOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RenderOptions:
         """The inverse of ``dataclasses.asdict``: settings as stored in PNGs and sent to workers."""
-        return from_data(cls, data)  # type: ignore[no-any-return]
+        options: RenderOptions = from_data(cls, data)
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         return to_data(self)
@@ -98,10 +99,10 @@ def resolve_options(spec_render: Any = None, overrides: dict[str, Any] | None = 
 def _set_fields(obj: Any) -> dict[str, Any]:
     if obj is None:
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
         if value is not None:
             out[f.name] = value

@@ -10,10 +10,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from omostc.settings import MAX_FINITE, schema_of
-from omostc.spec.model import SPEC_VERSION
+from omostc.settings import schema_of
+from omostc.spec.model import SPEC_VERSION, GlobalDescription, Region
 from omostc.spec.render import RenderSettings
-from omostc.spec.tables import AREAS, COLORS, GRID, LOCATIONS, OFFSETS
 
 SCHEMA_ID = f"urn:omostc:schema:scene:{SPEC_VERSION}"
 
@@ -31,66 +30,14 @@ def _enum(values, description: str) -> dict[str, Any]:
 
 
 def build_scene_schema() -> dict[str, Any]:
-    color = _enum(COLORS, "One of the 149 HTML web colour names; paints the colour sketch.")
-    box = {
-        "type": "object",
-        "description": "Explicit box on the 90 x 90 grid, top-left origin: columns [x, x+w), rows [y, y+h).",
-        "additionalProperties": False,
-        "required": ["x", "y", "w", "h"],
-        "properties": {
-            "x": {"type": "integer", "minimum": 0, "maximum": GRID},
-            "y": {"type": "integer", "minimum": 0, "maximum": GRID},
-            "w": {"type": "integer", "minimum": 1, "maximum": GRID},
-            "h": {"type": "integer", "minimum": 1, "maximum": GRID},
-        },
-    }
     region = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["distance_to_viewer", "description", "detailed_descriptions", "tags",
-                     "atmosphere", "style", "quality_meta", "color"],
-        "properties": {
-            "name": {"type": "string", "pattern": "\\S", "description": "Optional label of the region."},
-            "location": _enum(LOCATIONS, "Where the box is centred."),
-            "offset": _enum(OFFSETS, "A nudge of the centre by 10 grid cells."),
-            "area": _enum(AREAS, "Size and shape of the box."),
-            "box": box,
-            "distance_to_viewer": {
-                "type": "number", "exclusiveMinimum": 0, "maximum": MAX_FINITE,
-                "description": "Depth; larger is farther. Regions are layered farthest first.",
-            },
-            "description": _text("Short sub-prompt: the root of this region's prompts."),
-            "detailed_descriptions": _texts("Sub-prompts, one sentence each."),
-            "tags": _text("Comma-separated tags."),
-            "atmosphere": _text("Mood of the region."),
-            "style": _text("Style of the region."),
-            "quality_meta": _text("Quality and detail notes."),
-            "color": color,
-            "feather": {
-                "type": "number", "minimum": 0, "maximum": GRID,
-                "description": "omostc extension: soft mask edges, ramping over this many grid cells.",
-            },
-            "weight": {
-                "type": "number", "exclusiveMinimum": 0, "maximum": 100,
-                "description": "omostc extension: attention weight of this region's prompt (1 = Omost).",
-            },
-        },
-        "oneOf": [
+        **schema_of(Region),
+        "oneOf": [  # placed by Omost's vocabulary, or by an explicit box
             {"required": ["location", "offset", "area"], "not": {"required": ["box"]}},
             {"required": ["box"], "properties": {"location": False, "offset": False, "area": False}},
         ],
     }
-    global_ = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["description", "detailed_descriptions", "tags", "color"],
-        "properties": {
-            "description": _text("What the whole image shows: the root of every prompt."),
-            "detailed_descriptions": _texts("Sub-prompts for the whole image."),
-            "tags": _text("Comma-separated tags."),
-            "color": color,
-        },
-    }
+    global_ = schema_of(GlobalDescription)
     render = schema_of(RenderSettings, description="Per-scene render overrides (above the profile, below "
                                                 "command-line flags).")
     provenance = {

@@ -7,10 +7,10 @@ enumerations from here, so they cannot drift apart.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Mapping
 
 GRID = 90
 """Side of the square layout grid every box lives on."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -104,6 +105,8 @@ def _explain(error) -> tuple[str, list, bool]:
         allowed = ", ".join(error.schema.get("properties", {}))
         hint = _suggest(key, error.schema.get("properties", {})) if key is not None else ""
         return f"{where}: unknown key {key!r}{hint} (allowed: {allowed})", path + [key], True
+    if v == "not" and error.validator_value == {} and isinstance(error.schema, dict):  # a key not allowed here
+        return f"{where}: {error.schema.get('$comment') or 'not allowed here'}", path, True
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"{where}: missing required key {missing!r}", path, False
@@ -115,7 +118,8 @@ def _explain(error) -> tuple[str, list, bool]:
         return (f"{where}: a region is placed by either 'location', 'offset' and 'area', or by 'box'"
                 f" (this one has: {', '.join(has) or 'none of them'})"), path, False
     if v == "const" and path == ["version"]:
-        return f"version: this omostc reads scene spec version {error.validator_value}, not {error.instance!r}", path, False
+        return (f"version: this omostc reads scene spec version {error.validator_value}, not {error.instance!r}",
+                path, False)
     return f"{where}: {error.message}", path, False
 
 
@@ -202,7 +206,7 @@ def _node_at(root, path: list, key_of_last: bool):
 
 # --- writing --------------------------------------------------------------------------------
 
-def _str_representer(dumper: yaml.SafeDumper, value: str):
+def _str_representer(dumper: yaml.representer.SafeRepresenter, value: str) -> yaml.ScalarNode:
     # Multi-line text reads best as a literal block; any other unprintable character (NEL and
     # the Unicode line separators are line breaks to YAML) is kept exact by double quotes.
     odd = [ch for ch in value if not ch.isprintable()]
@@ -221,6 +225,7 @@ class _PySpecDumper(yaml.SafeDumper):
 
 _PySpecDumper.add_representer(str, _str_representer)
 
+_SpecDumper: type[yaml.SafeDumper] | type[yaml.CSafeDumper]
 if getattr(yaml, "__with_libyaml__", False):
     class _CSpecDumper(yaml.CSafeDumper):  # libyaml's emitter: same output, about 6x faster
         pass

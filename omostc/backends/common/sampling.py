@@ -3,7 +3,7 @@ sigmas and DPM++ 2M over a denoiser ``model(x, sigma) -> denoised``. Backend-neu
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -18,7 +18,10 @@ def create(model: str | None, options: Any, threads: int | None) -> Backend:
     from omostc.backends.common.devices import default_device
     from omostc.backends.sdxl.models import load_sdxl
     from omostc.backends.sdxl.render import SDXLRegionalBackend
+    from omostc.diagnostics import ModelError
 
+    if model is None:  # needs_model: profiles without one are refused before this
+        raise ModelError("the 'sdxl' backend needs a model")
     o: SDXLOptions = options
     device = o.device or default_device()
     dtype = o.dtype or ("fp32" if device == "cpu" else "fp16")

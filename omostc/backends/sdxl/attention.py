@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ import torch.nn.functional as F
 
 from omostc.ir.masks import grid_mask
 from omostc.ir.model import SceneIR
+
+if TYPE_CHECKING:
+    from diffusers.models.attention_processor import AttnProcessor2_0
 
 NEGATIVE_TOKENS = 77
 TOKEN_MULTIPLE = 8
@@ -87,7 +91,7 @@ class RegionPlan:
                              f"{sequence_length} pixels")
         return res[sequence_length]
 
-    def at_resolution(self, sequence_length: int, device, dtype) -> "ResolutionPlan":
+    def at_resolution(self, sequence_length: int, device, dtype) -> ResolutionPlan:
         """Masks, scales and pixel groups for one UNet level, built once per render."""
         key = (sequence_length, str(device), dtype)
         if key not in self._per_resolution:
@@ -111,7 +115,7 @@ class ResolutionPlan:
     inverse: torch.Tensor | None = None  # its inverse
 
     @classmethod
-    def build(cls, plan: RegionPlan, h: int, w: int, device, dtype) -> "ResolutionPlan":
+    def build(cls, plan: RegionPlan, h: int, w: int, device, dtype) -> ResolutionPlan:
         n, t, tp = h * w, plan.tokens, plan.padded_tokens
         unweighted = np.stack([layer.mask(h, w).astype(np.float32).reshape(-1) for layer in plan.ir.layers])
         area = unweighted.sum(axis=1)
@@ -175,13 +179,26 @@ class RegionalAttention:
         if cls is None:
             raise ValueError(f"processor must be 'fast' or 'reference', not {processor!r}")
         self.processor = processor
+        self.unet = unet
+        self._cls = cls
+        self._install()
+
+    def _install(self) -> None:
         procs = {}
-        for name, current in unet.attn_processors.items():
-            procs[name] = cls(self) if name.endswith("attn2.processor") else current
-        unet.set_attn_processor(procs)
+        for name, current in self.unet.attn_processors.items():
+            procs[name] = self._cls(self) if name.endswith("attn2.processor") else current
+        self.unet.set_attn_processor(procs)
+
+    def _installed(self) -> bool:
+        """Whether the UNet's cross-attention still runs this object's processors (another backend
+        made on the same model installs its own)."""
+        return all(getattr(p, "owner", None) is self
+                   for name, p in self.unet.attn_processors.items() if name.endswith("attn2.processor"))
 
     @contextmanager
     def active(self, plan: RegionPlan):
+        if not self._installed():
+            self._install()
         self._renders += 1
         plan.version = self._renders
         self.plan = plan
@@ -213,7 +230,7 @@ class _RegionalProcessor:
 
     def __init__(self, owner: RegionalAttention):
         self.owner = owner
-        self._plain = None
+        self._plain: AttnProcessor2_0 | None = None  # built on first use: diffusers is imported lazily
 
     def _plain_attention(self, attn, hidden_states, encoder_hidden_states, attention_mask):
         from diffusers.models.attention_processor import AttnProcessor2_0
@@ -229,7 +246,7 @@ class RegionalAttnProcessor(_RegionalProcessor):
         super().__init__(owner)
         self._kv: tuple | None = None  # (render version, sequence length, projected keys and values)
 
-    def _keys_values(self, attn, encoder_hidden_states: torch.Tensor, plan: RegionPlan, res: "ResolutionPlan",
+    def _keys_values(self, attn, encoder_hidden_states: torch.Tensor, plan: RegionPlan, res: ResolutionPlan,
                      sequence_length: int):
         """Projected once per render and layer: the negative half's 77 keys and values, the
         positive half's keys scaled by s_j and values, gathered per pixel group if there are groups
@@ -241,6 +258,7 @@ class RegionalAttnProcessor(_RegionalProcessor):
         neg_k, neg_v = (_heads(f(negative)[None], attn.heads) for f in (attn.to_k, attn.to_v))
         pos_k = _heads((attn.to_k(positive) * res.scale[:, None])[None], attn.heads)
         pos_v = _heads(attn.to_v(positive)[None], attn.heads)
+        pos: list[tuple[int, torch.Tensor, torch.Tensor]] | tuple[torch.Tensor, torch.Tensor]
         if res.groups is not None:
             pos = [(count, pos_k.index_select(2, tok), pos_v.index_select(2, tok)) for count, tok in res.groups]
         else:
@@ -248,7 +266,8 @@ class RegionalAttnProcessor(_RegionalProcessor):
         self._kv = (plan.version, sequence_length, (neg_k, neg_v, pos))
         return self._kv[2]
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
         plan = self.owner.plan
         if plan is None or encoder_hidden_states is None or hidden_states.ndim != 3:
             return self._plain_attention(attn, hidden_states, encoder_hidden_states, attention_mask)
@@ -260,6 +279,7 @@ class RegionalAttnProcessor(_RegionalProcessor):
         out_neg = _merge(F.scaled_dot_product_attention(q_neg, neg_k.expand(n, -1, -1, -1),
                                                         neg_v.expand(n, -1, -1, -1), scale=attn.scale))
         if res.groups is not None:  # pixels reordered so each group is one contiguous run
+            assert res.order is not None and res.inverse is not None  # built together with the groups
             q_pos = _heads(attn.to_q(hidden_states[n:].index_select(1, res.order)), attn.heads)
             outs, start = [], 0
             for count, k, v in pos:
@@ -279,7 +299,8 @@ class RegionalAttnProcessor(_RegionalProcessor):
 class OmostReferenceProcessor(_RegionalProcessor):
     """Omost's cross-attention, literally: masks resized at every call, scores materialised."""
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
         plan = self.owner.plan
         if plan is None or encoder_hidden_states is None:
             return self._plain_attention(attn, hidden_states, encoder_hidden_states, attention_mask)

@@ -77,8 +77,8 @@ _VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "
 def vae_key(key: str, num_blocks: int) -> str:
     """One diffusers AutoencoderKL key in the original layout."""
     key = key.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
-    m = re.fullmatch(r"(encoder|decoder)\.(down_blocks|up_blocks)\.(\d+)\.(resnets\.(\d+)|downsamplers\.0|upsamplers\.0)"
-                     r"\.(.+)", key)
+    m = re.fullmatch(r"(encoder|decoder)\.(down_blocks|up_blocks)\.(\d+)\."
+                     r"(resnets\.(\d+)|downsamplers\.0|upsamplers\.0)\.(.+)", key)
     if m:
         side, group, block, part, resnet, tail = m.groups()
         block = int(block) if group == "down_blocks" else num_blocks - 1 - int(block)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from omostc.backends.common.cache import built_once
 
-SDXL_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0's UNet configuration
+SDXL_UNET: dict[str, Any] = dict(  # stabilityai/stable-diffusion-xl-base-1.0's UNet configuration
     sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -18,28 +19,35 @@ SDXL_UNET = dict(  # stabilityai/stable-diffusion-xl-base-1.0's UNet configurati
 )
 
 
-SDXL_VAE = dict(  # its VAE: 8x downsampling, fp16 overflows without the fixed VAE, hence force_upcast
+SDXL_VAE: dict[str, Any] = dict(  # its VAE: 8x downsampling, fp16 overflows without the fixed VAE, hence force_upcast
     in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, sample_size=1024,
     down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     block_out_channels=(128, 256, 512, 512), scaling_factor=0.13025, force_upcast=True,
 )
 
 
-SDXL_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                      steps_offset=1, timestep_spacing="leading", interpolation_type="linear", prediction_type="epsilon",
-                      use_karras_sigmas=False)
+SDXL_SCHEDULER: dict[str, Any] = dict(
+    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1,
+    timestep_spacing="leading", interpolation_type="linear", prediction_type="epsilon", use_karras_sigmas=False,
+)
 
 
 # CLIP ViT-L/14 and OpenCLIP ViT-bigG/14 text towers; token ids 0/2/1 are the hub configs' own (legacy) values.
-SDXL_TEXT = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+SDXL_TEXT: dict[str, Any] = dict(
+    vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+)
 
 
-SDXL_CLIP_L = dict(SDXL_TEXT, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                   projection_dim=768, hidden_act="quick_gelu")
+SDXL_CLIP_L: dict[str, Any] = dict(
+    SDXL_TEXT, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    projection_dim=768, hidden_act="quick_gelu",
+)
 
 
-SDXL_CLIP_G = dict(SDXL_TEXT, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-                   projection_dim=1280, hidden_act="gelu")
+SDXL_CLIP_G: dict[str, Any] = dict(
+    SDXL_TEXT, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+    projection_dim=1280, hidden_act="gelu",
+)
 
 
 def write_sdxl_config_folder(folder: str | os.PathLike) -> Path:

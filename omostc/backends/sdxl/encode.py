@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from omostc.backends.sdxl.options import POOLED_MODES
-from omostc.ir.clip.bags import bag_text_ids, chunk, tokenize_layer
+from omostc.diagnostics import RenderError
+from omostc.ir.clip.bags import ClipBags, bag_text_ids, chunk, tokenize_layer
 from omostc.ir.clip.tokenize import TransformersClipTokenizer
 from omostc.ir.model import SceneIR
 from omostc.lru import LRU
@@ -80,10 +81,10 @@ class SDXLTextEncoder:
         ``!`` as its pad token) its chunk is cut at 75 tokens like any other."""
         t1, t2 = self.tok1, self.tok2
         out = []
-        for layer in ir.layers:
+        for layer, bags in zip(ir.layers, clip_plan(ir).layers):
             tokens2 = tokenize_layer(layer.prefixes, layer.suffixes, t2)
-            ids1 = layer.chunks(t1.bos_id, t1.eos_id, t1.pad_id)
-            ids2 = [chunk(bag_text_ids(tokens2, bag), t2.bos_id, t2.eos_id, t2.pad_id) for bag in layer.bags]
+            ids1 = bags.chunks(t1.bos_id, t1.eos_id, t1.pad_id)
+            ids2 = [chunk(bag_text_ids(tokens2, bag), t2.bos_id, t2.eos_id, t2.pad_id) for bag in bags.bags]
             out.append(list(zip(ids1, ids2)))
         return out
 
@@ -118,7 +119,8 @@ class SDXLTextEncoder:
         if pooled not in POOLED_MODES:
             raise ValueError(f"pooled must be one of {POOLED_MODES}, not {pooled!r}")
         per_layer = [[(tuple(a), tuple(b)) for a, b in layer] for layer in self.layer_chunks(ir)]
-        neg = tuple(map(tuple, self.negative_chunk(negative_prompt)))
+        neg_ids1, neg_ids2 = self.negative_chunk(negative_prompt)
+        neg: ChunkKey = (tuple(neg_ids1), tuple(neg_ids2))
         # Every chunk of this render, held here: storing new ones may evict others of this render.
         encoded = self.cache.get_many([k for layer in per_layer for k in layer] + [neg], self._encode)
 
@@ -133,3 +135,10 @@ class SDXLTextEncoder:
         layers = [torch.cat([pick(k)[0] for k in layer], dim=0) for layer in per_layer]
         return Conditioning(layers=layers, pooled=pick(per_layer[0][0])[1],
                             negative=pick(neg)[0], negative_pooled=pick(neg)[1])
+
+
+def clip_plan(ir: SceneIR) -> ClipBags:
+    """The IR's CLIP bags; a RenderError for an IR lowered without them."""
+    if not isinstance(ir.text, ClipBags):
+        raise RenderError("this IR has no CLIP token bags: lower it with the model's tokenizer (backend.lower)")
+    return ir.text

@@ -87,7 +87,7 @@ def load_sdxl(model: str | os.PathLike, *, dtype: str = "fp16", device: str = "c
                                            local_files_only=local if local_files_only is None else local_files_only)
     except ModelError:
         raise
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load SDXL from {model}: {exc}") from None
     if vae is not None:  # a single-file VAE takes its configuration from the model's family
         pipe.vae = load_vae(vae, dtype=vae_dtype or dtype, config=config if single_file else model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from omostc.backends.common.devices import DTYPES
@@ -18,8 +19,9 @@ class SDXLOptions:
 
     dtype: str | None = setting(None, choices=DTYPES, section="load",
                                 help="Weights' dtype (default: fp16 on a GPU, fp32 on a CPU).")
-    vae_dtype: str | None = setting(None, choices=DTYPES, section="load", cli=False,
-                                    help="The VAE's dtype (default: the weights', fp32 for a force_upcast VAE in fp16).")
+    vae_dtype: str | None = setting(
+        None, choices=DTYPES, section="load", cli=False,
+        help="The VAE's dtype (default: the weights', fp32 for a force_upcast VAE in fp16).")
     vae: str | None = setting(None, min_length=1, section="load",
                               help="Override the VAE (hub id, diffusers folder or single file).")
     model_config: str | None = setting(
@@ -47,5 +49,8 @@ def problems(options: SDXLOptions) -> list[str]:
     cls = getattr(diffusers, options.sampler, None)
     if isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin):
         return []
-    return [f"unknown sampler {options.sampler!r}: use 'omost' or a diffusers scheduler class name "
+    known = [name for name in dir(diffusers) if name.endswith("Scheduler")]
+    close = difflib.get_close_matches(options.sampler, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return [f"unknown sampler {options.sampler!r}{hint}: use 'omost' or a diffusers scheduler class name "
             "(e.g. DPMSolverMultistepScheduler, EulerDiscreteScheduler)"]

@@ -6,8 +6,8 @@ classifier-free guidance in one UNet call per step, decode, optionally hi-res fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,7 +39,8 @@ class UNetInputs:
 def unet_inputs(cond: Conditioning, images: int, height: int, width: int, device, dtype) -> UNetInputs:
     positive = torch.cat(cond.layers, dim=0)
     t = positive.shape[0]
-    enc = torch.zeros(2 * images, padded(max(t, cond.negative.shape[0])), positive.shape[-1], device=device, dtype=dtype)
+    length = padded(max(t, cond.negative.shape[0]))
+    enc = torch.zeros(2 * images, length, positive.shape[-1], device=device, dtype=dtype)
     enc[:images, : cond.negative.shape[0]] = cond.negative.to(device, dtype)
     enc[images:, :t] = positive.to(device, dtype)
     pooled = torch.stack([cond.negative_pooled] * images + [cond.pooled] * images).to(device, dtype)
@@ -192,7 +193,7 @@ class SDXLRegionalBackend:
     def highres_fix(self, ir, cond, pixels, generators, o: RenderOptions, progress=None) -> list[np.ndarray]:
         h, w = pixels[0].shape[:2]
         tw, th = int(round(w * o.highres.scale / 64.0) * 64), int(round(h * o.highres.scale / 64.0) * 64)
-        resized = [np.array(Image.fromarray(p).resize((tw, th), Image.LANCZOS)) for p in pixels]
+        resized = [np.array(Image.fromarray(p).resize((tw, th), Image.Resampling.LANCZOS)) for p in pixels]
         batch = torch.from_numpy(np.stack(resized)).float() / 127.5 - 1.0
         latents = self.encode_image(batch.movedim(-1, 1))
         latents = self.sample(ir, cond, latents.float(), generators, o.highres.steps, o.highres.denoise, o.cfg,

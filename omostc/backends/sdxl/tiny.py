@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from omostc.backends.common.cache import built_once
 from omostc.backends.sdxl.configs import SDXL_UNET
 from omostc.diagnostics import ModelError
 
 # The middle block takes the last block's transformer depth, as in diffusers (SDXL: 10).
-TINY = dict(blocks=(32, 64, 64), layers=1, depth=(1, 1, 1), head_dim=8, te=(32, 64), te_layers=2)
+TINY: dict[str, Any] = dict(blocks=(32, 64, 64), layers=1, depth=(1, 1, 1), head_dim=8, te=(32, 64), te_layers=2)
 
 
-SMALL = dict(blocks=(64, 128, 128), layers=2, depth=(1, 2, 10), head_dim=64, te=(64, 128), te_layers=4)
+SMALL: dict[str, Any] = dict(blocks=(64, 128, 128), layers=2, depth=(1, 2, 10), head_dim=64, te=(64, 128), te_layers=4)
 
 
-def unet_config(size: str) -> dict:
+def unet_config(size: str) -> dict[str, Any]:
     """UNet2DConditionModel arguments: 'tiny', 'small' (SDXL's layout, narrow) or 'full' (SDXL's)."""
     if size == "full":
         return dict(SDXL_UNET)
@@ -83,7 +84,8 @@ def build_tiny_sdxl(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
         tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"),
         unet=unet, scheduler=scheduler,
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
+    # mypy sees diffusers' top-level StableDiffusionXLPipeline as its dummy placeholder class
+    pipe.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]
     return folder
 
 

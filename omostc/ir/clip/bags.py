@@ -12,10 +12,15 @@ Edge cases, defined here and documented for users:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Any
 
+from omostc.diagnostics import Diagnostic
 from omostc.ir.clip.tokenize import BUDGET, CONTEXT
+
+if TYPE_CHECKING:
+    from omostc.ir.model import Layer
 
 
 def greedy_partition(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -69,3 +74,60 @@ def chunk(text_ids: Sequence[int], bos: int, eos: int, pad: int) -> list[int]:
     """``[BOS] + ids[:75] + [EOS]``, padded to 77 with the tokenizer's pad id."""
     ids = [bos, *text_ids[:BUDGET], eos]
     return ids + [pad] * (CONTEXT - len(ids))
+
+
+@dataclass
+class LayerBags:
+    """One layer's prompt path in CLIP tokens: its prefix ids, each sub-prompt's ids, its bags."""
+
+    prefix_ids: list[int]  # all prefixes, joined
+    suffix_ids: list[list[int]]  # each cropped to 75
+    bags: list[list[int]]  # sub-prompt indices per 77-token chunk
+
+    def chunks(self, bos: int, eos: int, pad: int) -> list[list[int]]:
+        """The 77-token id lists of this layer, one per bag, with a tokenizer's special ids."""
+        tokens = LayerTokens(self.prefix_ids, self.suffix_ids, [])
+        return [chunk(bag_text_ids(tokens, bag), bos, eos, pad) for bag in self.bags]
+
+
+@dataclass
+class ClipBags:
+    """The IR's prompts as Stable-Diffusion-family models read them (a ``TextPlan``): per layer,
+    77-token chunks that share the layer's prefix and pack its sub-prompts greedily."""
+
+    tokenizer: str
+    layers: list[LayerBags]
+
+    def layer_dict(self, index: int, *, ids: bool = False) -> dict[str, Any]:
+        layer = self.layers[index]
+        tokens = {"prefix": len(layer.prefix_ids), "suffixes": [len(s) for s in layer.suffix_ids]}
+        out: dict[str, Any] = {"tokens": tokens, "bags": [list(b) for b in layer.bags]}
+        if ids:
+            out["ids"] = {"prefix": list(layer.prefix_ids), "suffixes": [list(s) for s in layer.suffix_ids]}
+        return out
+
+
+def clip_bags(layers: Sequence[Layer], tokenizer) -> tuple[ClipBags, list[Diagnostic]]:
+    """The bags of every layer, and a warning for each sub-prompt or chunk that had to be cut."""
+    tokenizer.encode([t for layer in layers for t in (*layer.prefixes, *layer.suffixes)])  # one batch
+    warnings: list[Diagnostic] = []
+    planned = []
+    for layer in layers:
+        tokens = tokenize_layer(layer.prefixes, layer.suffixes, tokenizer)
+        bags = layer_bags(tokens)
+        planned.append(LayerBags(tokens.prefix_ids, tokens.suffix_ids, bags))
+        warnings += [_warning(layer, f"sub-prompt {i} is longer than {BUDGET} tokens; cropped to {BUDGET}")
+                     for i in tokens.cropped_suffixes]
+        if len(tokens.prefix_ids) >= BUDGET and layer.suffixes:
+            warnings.append(_warning(layer, f"its prefix alone is {len(tokens.prefix_ids)} tokens; "
+                                            "no sub-prompt fits beside it, so all of them are cut"))
+            continue
+        for j, bag in enumerate(bags):
+            n = len(bag_text_ids(tokens, bag))
+            if n > BUDGET:
+                warnings.append(_warning(layer, f"chunk {j} is {n} tokens; the last {n - BUDGET} are cut"))
+    return ClipBags(tokenizer.name, planned), warnings
+
+
+def _warning(layer: Layer, message: str) -> Diagnostic:
+    return Diagnostic("warning", f"{layer.label()}: {message}", file=None)

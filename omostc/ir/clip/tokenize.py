@@ -21,13 +21,17 @@ import html
 import importlib.util
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from omostc.diagnostics import OmostcError
 from omostc.lru import LRU
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 CLIP_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_VOCAB_SIZE = 49408
@@ -51,12 +55,19 @@ class TokenizerError(OmostcError):
 
 
 class ClipTokenizer(Protocol):
-    """What lowering needs of a CLIP tokenizer."""
+    """What lowering needs of a CLIP tokenizer (read-only: a field or a property will do)."""
 
-    name: str
-    bos_id: int
-    eos_id: int
-    pad_id: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def bos_id(self) -> int: ...
+
+    @property
+    def eos_id(self) -> int: ...
+
+    @property
+    def pad_id(self) -> int: ...
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without BOS/EOS and without truncation."""
@@ -98,7 +109,12 @@ def find_clip_vocab() -> Path:
 def read_clip_bpe(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Vocabulary and merges exactly as the original CLIP tokenizer builds them."""
     lines = gzip.open(path).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:CLIP_MERGES + 1]]
+    merges: list[tuple[str, str]] = []
+    for number, line in enumerate(lines[1:CLIP_MERGES + 1], start=2):
+        pair = line.split()
+        if len(pair) != 2:
+            raise TokenizerError(f"{path} does not hold the CLIP merges (line {number}: {line[:40]!r})")
+        merges.append((pair[0], pair[1]))
     symbols = list(bytes_to_unicode().values())
     vocab_list = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + [BOS, EOS]
     if len(vocab_list) != CLIP_VOCAB_SIZE:
@@ -142,8 +158,8 @@ def _offline_backend(path: str):
 class OfflineClipTokenizer:
     """The original CLIP tokenizer, built from its BPE file without any model download.
 
-    ``pad`` is the padding convention: ``"eos"`` as SDXL's first tokenizer, ``"zero"`` (id 0,
-    ``!``) as its second.
+    ``pad`` is the padding convention: ``"eos"`` as Stable Diffusion's CLIP ViT-L tokenizer,
+    ``"zero"`` (id 0, ``!``) as the OpenCLIP ViT-bigG one beside it.
     """
 
     pad: str = "eos"
@@ -176,12 +192,14 @@ class OfflineClipTokenizer:
 class TransformersClipTokenizer:
     """A model's own tokenizer folder, loaded with transformers' ``from_pretrained``."""
 
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     name: str = "transformers"
     _cache: LRU[str, list[int]] = field(default_factory=lambda: LRU(TOKEN_CACHE_ENTRIES), repr=False, compare=False)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, subfolder: str = "tokenizer", **kwargs) -> "TransformersClipTokenizer":
+    def from_pretrained(
+        cls, path: str | os.PathLike, subfolder: str = "tokenizer", **kwargs
+    ) -> TransformersClipTokenizer:
         from transformers import AutoTokenizer
 
         try:
@@ -217,9 +235,9 @@ def default_tokenizer(pad: str = "eos") -> OfflineClipTokenizer:
 
 
 def write_tokenizer_folder(folder: str | os.PathLike, *, pad: str = "eos", vocab_path: Path | None = None) -> Path:
-    """Save the CLIP tokenizer in the Hugging Face layout of an SDXL ``tokenizer/`` folder.
+    """Save the CLIP tokenizer in the Hugging Face layout of a diffusers ``tokenizer/`` folder.
 
-    ``pad="eos"`` matches SDXL's ``tokenizer/``, ``pad="zero"`` its ``tokenizer_2/`` (pad ``!``).
+    ``pad="eos"`` matches the CLIP ViT-L ``tokenizer/``, ``pad="zero"`` the OpenCLIP ``tokenizer_2/`` (pad ``!``).
     """
     import json
 
