@@ -9,10 +9,20 @@ A diagnostic renders as::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 Severity = Literal["error", "warning"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: every control character except newline and tab (escape
+    sequences, carriage returns, C1 controls) and every lone surrogate is shown escaped (``\\x1b``),
+    so nothing that came from an input file, a model or a server can act on the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 MAX_MESSAGE = 400
 
 
