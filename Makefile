@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: setup demo test bench bench-full bench-gpu check-full golden schemas clean
+.PHONY: setup demo test test-fast bench bench-full bench-gpu check-full golden schemas clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# All but the heavy integration tests (marked slow in tests/: Ray, kill -9, ...): under a minute on 2 idle cores.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_compile.py
