@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: setup demo test lint bench bench-full bench-gpu check-full golden schemas clean
+.PHONY: setup demo test test-fast lint fuzz bench bench-full bench-gpu check-full golden schemas clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check omostc tests benchmarks
 	$(BIN)/mypy
+
+# All but the heavy integration tests (marked slow in tests/: Ray, kill -9, ...): under a minute on 2 idle cores.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_compile.py

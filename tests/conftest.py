@@ -85,3 +85,33 @@ def dev_model(tmp_path_factory, command: str):
 def tiny_model_dir(tmp_path_factory):
     pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
     return dev_model(tmp_path_factory, "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def other_vae_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model's VAE with other weights (each tensor moved by 10% of its spread, seed 1), as a
+    diffusers folder: what a ``--vae`` must load and decode with."""
+    torch = pytest.importorskip("torch", reason="torch is a dev dependency")
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tiny_model_dir / "vae")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in vae.parameters():
+            spread = p.std() if p.numel() > 1 else p.abs().clamp(min=1.0)
+            p.add_(torch.randn(p.shape, generator=generator) * 0.1 * spread)
+    folder = tmp_path_factory.mktemp("other-vae")
+    vae.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_with_other_vae(tiny_model_dir, other_vae_dir, tmp_path_factory):
+    """A copy of the tiny model whose own ``vae/`` is ``other_vae_dir``: what ``--vae`` must equal."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("tiny-other-vae") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    shutil.rmtree(folder / "vae")
+    shutil.copytree(other_vae_dir, folder / "vae")
+    return folder

@@ -73,6 +73,7 @@ def tiny_llama(tmp_path_factory):
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-grammar"), seed=0)
 
 
+@pytest.mark.slow
 def test_tiny_llama_under_the_grammar_always_writes_a_valid_scene(tiny_llama):
     from omostc import CompileError
     from omostc.compiler.grammar import Limits

@@ -12,10 +12,11 @@ pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 
 from click.testing import CliRunner  # noqa: E402
 from conftest import REPO  # noqa: E402
+from helpers import assert_differ, render_pixels  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from omostc import load_spec, lower  # noqa: E402
-from omostc.backends.base import HighResFix, RenderOptions, resolve_options  # noqa: E402
+from omostc.backends.base import RenderOptions, resolve_options  # noqa: E402
 from omostc.backends.common.sampling import DiscreteSchedule  # noqa: E402
 from omostc.backends.sdxl.models import ModelError, load_sdxl  # noqa: E402
 from omostc.backends.sdxl.options import SDXLOptions  # noqa: E402
@@ -26,6 +27,7 @@ from omostc.ir.clip.tokenize import default_tokenizer  # noqa: E402
 from omostc.spec.model import RenderSettings  # noqa: E402
 
 SMALL = RenderOptions(width=128, height=128, steps=3)
+MOUNTAIN_CABIN = REPO / "specs" / "mountain-cabin.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -108,12 +110,30 @@ def test_encoding_is_the_penultimate_states_of_both_encoders(backend, dragon_ir)
     assert ids2[-1] == 0 and ids1[-1] == 49407  # each tokenizer's own padding
 
 
-def test_sketch_start_and_highres_fix(backend, dragon_ir):
-    (tall,) = backend.render(dragon_ir, RenderOptions(width=128, height=200, steps=2, sketch_strength=0.97), [1])
-    assert tall.size == (128, 192)  # rounded down to multiples of 64, as Omost does
-    (big,) = backend.render(dragon_ir, RenderOptions(width=128, height=128, steps=2,
-                                                     highres=HighResFix(scale=1.5, steps=2, denoise=0.4)), [1])
-    assert big.size == (192, 192)
+def test_sketch_start_and_highres_fix(tiny_model_dir, tmp_path):
+    """--sketch-strength starts from the VAE-encoded colour sketch: the picture changes with the
+    strength and with the sketch's colours (which nothing else reads)."""
+    recoloured = tmp_path / "recoloured.yaml"
+    recoloured.write_text(MOUNTAIN_CABIN.read_text().replace("color: skyblue", "color: darkred"))
+
+    def render(name, *flags):
+        return render_pixels(tmp_path / name, tiny_model_dir, *flags, specs=[MOUNTAIN_CABIN, recoloured])
+
+    plain, plain_recoloured = render("plain")
+    strong, _ = render("0.9", "--sketch-strength", "0.9")
+    weak, weak_recoloured = render("0.5", "--sketch-strength", "0.5")
+    assert_differ(plain, strong, at_least=0.01)  # 2 steps at 0.9 keep the whole schedule: only the start differs
+    assert_differ(plain, weak)
+    assert_differ(strong, weak)
+    assert np.array_equal(plain, plain_recoloured)
+    assert_differ(weak, weak_recoloured)
+
+    # 200 rounds down to 192, as Omost does; the hi-res fix then takes round(side * 1.5 / 64) * 64,
+    # with Python's round: 128 -> 192, and 192 -> 256 (round(4.5) == 4)
+    tall_big = render_pixels(tmp_path / "tall-big", tiny_model_dir, "--width", "128", "--height", "200",
+                             "--sketch-strength", "0.97", "--highres-scale", "1.5", "--highres-steps", "2",
+                             "--highres-denoise", "0.4")
+    assert tall_big.shape == (256, 192, 3)
 
 
 def test_ir_from_another_tokenizer_is_refused(backend):
@@ -162,14 +182,40 @@ def test_schedule_is_omosts():
     assert s.timestep(s.sigmas[[0, 500, 999]]).tolist() == [0, 500, 999]
 
 
-@pytest.mark.parametrize("sampler", ["DPMSolverMultistepScheduler", "EulerDiscreteScheduler"])
-def test_diffusers_schedulers_by_name(backend, dragon_ir, sampler):
-    scheduled = SDXLRegionalBackend(backend.model, SDXLOptions(sampler=sampler))
-    options = RenderOptions(width=128, height=128, steps=3)
-    (a,), (b,) = scheduled.render(dragon_ir, options, [4]), scheduled.render(dragon_ir, options, [4])
-    assert a.size == (128, 128) and np.array_equal(pixels(a), pixels(b))
-    (c,) = scheduled.render(dragon_ir, RenderOptions(width=128, height=128, steps=3, sketch_strength=0.9), [4])
-    assert c.size == (128, 128)
+def test_diffusers_schedulers_by_name(tiny_model_dir, tmp_path):
+    """--sampler NAME samples with that diffusers scheduler: each gives its own picture, none is
+    Omost's DPM++ 2M Karras (the default), and a sketch start goes through it too."""
+    def render(name, *flags):
+        return render_pixels(tmp_path / name, tiny_model_dir, *flags)
+
+    default, omost = render("default"), render("omost", "--sampler", "omost")
+    same = tmp_path / "same.yaml"  # the same scene again in the same batch: the same picture
+    same.write_text(MOUNTAIN_CABIN.read_text())
+    euler, euler_again = render_pixels(tmp_path / "euler", tiny_model_dir, "--sampler", "EulerDiscreteScheduler",
+                                       specs=[MOUNTAIN_CABIN, same])
+    dpm = render("dpm", "--sampler", "DPMSolverMultistepScheduler")
+    assert np.array_equal(default, omost)
+    assert np.array_equal(euler, euler_again)
+    assert_differ(omost, euler)
+    assert_differ(omost, dpm)
+    assert_differ(euler, dpm)
+    assert_differ(render("euler-sketch", "--sampler", "EulerDiscreteScheduler", "--sketch-strength", "0.9"), euler)
+    res = CliRunner().invoke(main, ["render", str(MOUNTAIN_CABIN), "-p", "tiny", "--model", str(tiny_model_dir),
+                                    "-o", str(tmp_path / "bad"), "--sampler", "NoSuchScheduler", "-q"])
+    assert res.exit_code == 2 and "unknown sampler 'NoSuchScheduler'" in res.stderr  # before anything loads
+
+
+def test_vae_flag_decodes_and_encodes_with_that_vae(tiny_model_dir, other_vae_dir, tiny_model_with_other_vae,
+                                                    tmp_path):
+    """--vae OTHER changes the picture, and gives exactly the picture of a model whose own VAE is
+    OTHER: OTHER encodes the sketch of the sketch start, and decodes."""
+    sketch = ["--sketch-strength", "0.5"]
+    own = render_pixels(tmp_path / "own", tiny_model_dir, *sketch)
+    swapped = render_pixels(tmp_path / "vae", tiny_model_dir, "--vae", str(other_vae_dir), *sketch)
+    assert_differ(own, swapped)
+    assert np.array_equal(swapped, render_pixels(tmp_path / "copy", tiny_model_with_other_vae, *sketch))
+
+def test_a_backend_made_with_an_unknown_sampler_says_so(backend, dragon_ir):
     unknown = SDXLRegionalBackend(backend.model, SDXLOptions(sampler="NoSuchScheduler"))
     with pytest.raises(RenderError, match="unknown sampler"):
         unknown.render(dragon_ir, RenderOptions(width=128, height=128, steps=2), [1])

@@ -111,6 +111,7 @@ def test_precedence_flags_over_spec_over_profile(tmp_path):
     assert [i.seed for i in items] == [99, 100, 101]
 
 
+@pytest.mark.slow
 def test_tiny_profile_kill_9_then_rerun_finishes_cleanly(tmp_path):
     env = {**os.environ, "OMOSTC_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "out"
@@ -139,6 +140,7 @@ def test_tiny_profile_kill_9_then_rerun_finishes_cleanly(tmp_path):
     assert third.returncode == 0 and "0 rendered, 14 already rendered, 0 failed" in third.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["preview", "tiny"])
 def test_ray_executor_gives_the_local_executors_outputs(tmp_path, profile):
     pytest.importorskip("ray", reason="ray is a dev dependency")
@@ -200,6 +202,7 @@ def test_a_model_that_will_not_load_is_tried_once_and_fails_every_item(tmp_path)
     assert all(r.error == "OSError: cannot load SDXL from nowhere/model" for r in results)
 
 
+@pytest.mark.slow
 def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
     pytest.importorskip("ray", reason="ray is a dev dependency")
     from omostc import load_spec
@@ -224,6 +227,7 @@ def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
     assert all(Path(r.output).is_file() for r in results)
 
 
+@pytest.mark.slow
 def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_path):
     """Neither crashes the batch: every item is recorded failed, with the reason."""
     pytest.importorskip("ray", reason="ray is a dev dependency")
