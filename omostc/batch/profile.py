@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -55,22 +55,9 @@ class Profile:
         """What decides the pictures (not where or how fast they are made)."""
         data: dict[str, Any] = {"backend": self.backend, "model": self.model}
         for f, _, s in fields_of(type(self.options)):
-            value = getattr(self.options, f.name)
-            if s.pixels and value != f.default:  # options at their defaults leave older keys unchanged
-                data[f.name] = value
+            if s.pixels:  # every option that changes pixels, defaults included (a default may change)
+                data[f.name] = getattr(self.options, f.name)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_data(self) -> dict[str, Any]:
-        """The profile as its YAML file holds it."""
-        load, render = _sections(type(self.options))
-        options = to_data(self.options)
-        out: dict[str, Any] = {"version": SPEC_VERSION, "description": self.description, "backend": self.backend}
-        if self.model is not None:
-            out["model"] = self.model
-        out.update({k: options[k] for k in load})
-        out.update(images=self.images, seeds=self.seeds,
-                   render={**to_data(self.render), **{k: options[k] for k in render}})
-        return out
 
 
 def _sections(options_cls: type) -> tuple[list[str], list[str]]:
@@ -212,10 +199,6 @@ def profile_validator():
 
 def profile_schema_json() -> str:
     return json.dumps(build_profile_schema(), indent=2, ensure_ascii=False) + "\n"
-
-
-def backend_option_names() -> set[str]:
-    return {f.name for entry in registry.entries().values() for f in fields(entry.options)}
 
 
 def with_overrides(profile: Profile, *, model: str | None = None, options: dict[str, Any] | None = None,
