@@ -226,19 +226,25 @@ def _problems(obj: Any, prefix: str):
 
 def from_data(cls: type, data: dict[str, Any]) -> Any:
     """A settings dataclass from plain data (already schema-checked); nested dataclasses too.
-    Keys the class does not have are an error."""
+    Keys the class does not have are an error. An integer written as a float (``896.0``, an
+    integer to JSON Schema) becomes an int; any other value is kept for ``check`` to judge."""
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise SettingsError(f"unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
+        raise SettingsError(f"unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(map(str, unknown)))}")
     kwargs = {}
     for f, tp, _ in fields_of(cls):
         if f.name not in data:
             continue
         inner, _ = _unwrap_optional(tp)
         value = data[f.name]
-        if dataclasses.is_dataclass(inner) and isinstance(value, dict):
+        if dataclasses.is_dataclass(inner) and value is not None:
+            if not isinstance(value, dict):
+                names = ", ".join(g.name for g in dataclasses.fields(inner))
+                raise SettingsError(f"{f.name} must be a mapping of settings ({names})")
             base = getattr(cls(), f.name) if _has_defaults(cls) else None
             value = from_data(inner, {**(to_data(base) if base is not None else {}), **value})  # type: ignore[arg-type]
+        elif inner is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
         kwargs[f.name] = value
     return cls(**kwargs)
 

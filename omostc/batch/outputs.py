@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,11 @@ from PIL import Image, PngImagePlugin
 
 from omostc import __version__
 from omostc.backends import registry
-from omostc.diagnostics import ProvenanceError, SpecError
+from omostc.diagnostics import ProvenanceError, SpecError, printable
 from omostc.settings import split_known
 from omostc.spec.model import Scene
-from omostc.spec.render import RenderOptions
-from omostc.spec.yamlio import dumps_spec, loads_spec
+from omostc.spec.render import MAX_SEED, RenderOptions
+from omostc.spec.yamlio import MAX_DEPTH, MAX_INT_DIGITS, dumps_spec, loads_spec
 
 SPEC_KEY = "omostc.spec"
 RENDER_KEY = "omostc.render"
@@ -74,25 +75,87 @@ def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: in
 
 def read_provenance(path) -> RenderRecord:
     """How a PNG that omostc wrote was made; ProvenanceError (the caller names the file) for
-    anything else."""
+    anything else. The spec chunk is read as a spec file is (``loads_spec``: bounded, located
+    errors); the settings chunk is JSON, bounded in depth and in the length of its numbers."""
     try:
         with Image.open(path) as im:
             text: dict[str, Any] = dict(getattr(im, "text", {}))  # only PNGs have text chunks
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read the image: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        # PIL: ValueError for a text chunk over PngImagePlugin.MAX_TEXT_CHUNK, SyntaxError for a broken chunk
+        why = (f"a text chunk is larger than {PngImagePlugin.MAX_TEXT_CHUNK:,} bytes once decompressed"
+               if "MAX_TEXT_CHUNK" in str(exc) else printable(str(exc)))
+        raise ProvenanceError(f"cannot read the image: {why}") from None
     if SPEC_KEY not in text or RENDER_KEY not in text:
         raise ProvenanceError("no omostc provenance in this PNG (was it written by omostc render?)")
-    scene = loads_spec(text[SPEC_KEY], file=f"{path}:{SPEC_KEY}")
+    return provenance_from_text(str(text[SPEC_KEY]), str(text[RENDER_KEY]), file=str(path))
+
+
+def provenance_from_text(spec: str, render: str, *, file: str = "<png>") -> RenderRecord:
+    """The record of a PNG's two omostc chunks (``file`` names the PNG in errors)."""
+    scene = loads_spec(spec, file=f"{file}:{SPEC_KEY}")
+    data = _render_chunk(render)
     try:
-        data = json.loads(text[RENDER_KEY])
         model = str(data["model"])
         # PNGs of omostc 0.1 named no backend, and kept the backend's render options among the shared ones
         backend = str(data.get("backend") or registry.legacy_png_backend(model))
         shared, backend_render = split_known(RenderOptions, dict(data["options"]))
         options = RenderOptions.from_dict(shared)
         stamp = Stamp(backend, model, {**backend_render, **dict(data.get("backend_options") or {})})
-        return RenderRecord(scene, options, int(data["seed"]), stamp)
     except SpecError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ProvenanceError(f"damaged {RENDER_KEY} chunk ({type(exc).__name__}: {exc})") from None
+    except KeyError as exc:
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: no {exc.args[0]!r}") from None
+    except (ValueError, TypeError, AttributeError):
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: 'options' and 'backend_options' must be "
+                              "mappings of settings") from None
+    return RenderRecord(scene, options, _seed(data.get("seed")), stamp)
+
+
+def _render_chunk(text: str) -> dict[str, Any]:
+    """The settings chunk's JSON object, its numbers at most MAX_INT_DIGITS digits long and its
+    nesting at most MAX_DEPTH levels deep."""
+    def bounded_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+            raise _Damaged(f"the number {digits[:16]}... ({len(digits.lstrip('-'))} digits) is too long")
+        return int(digits)
+
+    try:
+        data = json.loads(text, parse_int=bounded_int)
+    except _Damaged as exc:
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: {exc}") from None
+    except RecursionError:
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: nested too deeply") from None
+    except ValueError as exc:
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: not a JSON object")
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ProvenanceError(f"damaged {RENDER_KEY} chunk: nested too deeply (more than {MAX_DEPTH} levels)")
+        texts = [*value, *value.values()] if isinstance(value, dict) else value
+        bad = next((t for t in texts if isinstance(t, str) and _SURROGATE.search(t)), None)
+        if bad is not None:
+            raise ProvenanceError(f"damaged {RENDER_KEY} chunk: {printable(bad[:60])!r} holds a lone UTF-16 "
+                                  "surrogate, which is not a character")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return data
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Damaged(ValueError):
+    pass
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # an integer written as a float, as specs and profiles allow
+    if type(value) is not int or not 0 <= value <= MAX_SEED:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: the seed must be a whole number from 0 to {MAX_SEED}, "
+                              f"not {shown}")
+    return value

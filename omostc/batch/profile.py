@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from omostc.backends import registry
-from omostc.diagnostics import Diagnostic, InputError, SettingsError, SpecError
-from omostc.files import read_text
+from omostc.diagnostics import Diagnostic, SettingsError, SpecError
 from omostc.settings import check, fields_of, from_data, property_schema, schema_of, split_known, to_data
 from omostc.spec.model import SPEC_VERSION
 from omostc.spec.render import MAX_SEED, RenderOptions
-from omostc.spec.yamlio import load_validated
+from omostc.spec.yamlio import load_validated, read_yaml_text
 
 DEFAULT = registry.DEFAULT  # the shipped profile named after the default backend
 PROFILE_ID = f"urn:omostc:schema:profile:{SPEC_VERSION}"
@@ -114,10 +113,7 @@ def load_profile(name_or_path: str | None, *, search: Path | None = None) -> Pro
                 "error", f"no profile {name_or_path!r}{hint}: not a file, not in {PROJECT_FOLDER}/, not shipped "
                 f"({', '.join(known)}; `omostc profiles` lists them)", file=str(name_or_path))])
         path = known[name_or_path]
-    try:
-        text = read_text(path)
-    except InputError as exc:
-        raise SpecError(exc.diagnostics) from None
+    text = read_yaml_text(path, "render profile")
     data = load_validated(text, file=str(path), validator=profile_validator(),
                           empty="empty file: a profile needs at least 'version' and 'backend'")
     return profile_from_dict(path.stem, data, origin=_origin(path))
