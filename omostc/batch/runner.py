@@ -191,22 +191,28 @@ def rendered_key(path: Path) -> str | None:
 
 
 class Manifest:
-    """``manifest.jsonl``: one row per (spec, seed), rewritten atomically after every change."""
+    """``manifest.jsonl``: one row per (spec, seed), rewritten atomically after every change.
+
+    Read tolerantly: a line that is not UTF-8, not JSON, or not a row (a foreign or damaged
+    line) is skipped, and the next write drops it. Written as UTF-8 always: text that cannot be
+    (a file name that is not UTF-8 reaches Python as lone surrogates) is written as JSON escapes."""
 
     def __init__(self, path: Path):
         self.path = path
         self.rows: dict[tuple[str, int | None], dict] = {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for raw in path.read_bytes().splitlines():
                 try:
-                    row = json.loads(line)
+                    row = json.loads(raw.decode("utf-8"))
                     self.rows[(row["name"], row.get("seed"))] = row
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a foreign or damaged line: the next write drops it
 
     def record(self, result: ItemResult) -> None:
         self.rows[(result.name, result.seed)] = result.row()
-        write_text_atomic(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values()))
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values())
+        # a lone surrogate becomes its JSON escape (\\udce9), which reads back as the same string
+        write_text_atomic(self.path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, model_name: str | None = None,
