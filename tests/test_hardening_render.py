@@ -135,3 +135,153 @@ def test_a_spec_whose_file_name_is_not_utf8_renders_and_the_manifest_stays_utf8(
     assert rows[0]["status"] == "rendered"
     again = cli("render", name, "--width", "64", "--height", "64", "-o", str(out))
     assert again.exit_code == 0 and "already rendered" in again.stderr, again.output
+
+
+# --- 3. every render setting bounded, from every source, before anything is allocated -------
+
+@pytest.fixture(scope="module")
+def good_png(tmp_path_factory):
+    out = tmp_path_factory.mktemp("good")
+    assert cli("render", DRAGON, "-o", str(out), "--width", "64", "--height", "64", "-q").exit_code == 0
+    return out / "dragon" / "12345.png"
+
+
+def _options(**changes):
+    def change(record):
+        for key, value in changes.items():
+            if key.startswith("highres_"):
+                record["options"]["highres"][key[len("highres_"):]] = value
+            else:
+                record["options"][key] = value
+    return change
+
+
+def _seed(value):
+    return lambda record: record.update(seed=value)
+
+
+BAD_CHUNKS = [
+    ("steps-1e9", _options(steps=1e9), "steps must be at most 1000"),
+    ("width-100000", _options(width=100000), "width must be at most 8192"),
+    ("highres-1000", _options(highres_scale=1000), "highres.scale must be at most 8"),
+    ("pixels", _options(width=8192, height=8192, highres_scale=8), "megapixels"),
+    ("half-a-step", _options(steps=20.5), "steps must be a whole number"),
+    ("width-null", _options(width=None), "width must be given"),
+    ("highres-null", _options(highres=None), "highres must be"),
+    ("highres-number", _options(highres=5), "highres must be"),
+    ("strength", _options(sketch_strength=1e-300), "sketch_strength must be at least 0.01"),
+    ("denoise", _options(highres_denoise=1e-9), "highres.denoise must be at least 0.01"),
+    ("size-rule", _options(width=904), "width must be a multiple of 64"),
+    ("seed-negative", _seed(-1), "seed must be at least 0"),
+    ("seed-huge", _seed(10**30), "seed must be at most"),
+    ("seed-float", _seed(1.5), "seed must be a whole number"),
+]
+
+
+@pytest.mark.parametrize("name, change, words", BAD_CHUNKS, ids=[c[0] for c in BAD_CHUNKS])
+def test_a_png_chunk_with_settings_out_of_bounds_fails_alone(tmp_path, good_png, name, change, words):
+    bad = doctored_png(good_png, tmp_path / "bad" / "x.png", change)
+    res = cli("render", "--from-png", bad, "--from-png", str(good_png), "-o", str(tmp_path / "again"))
+    assert res.exit_code == 1 and words in res.stderr, res.output
+    assert "Traceback" not in res.output and "Error:" not in res.stderr.split(words)[0][-40:]
+    assert (tmp_path / "again" / "dragon" / "12345.png").is_file()
+    assert not (tmp_path / "again" / "bad").exists()
+
+
+def test_whole_numbers_written_as_floats_are_read_as_numbers(tmp_path, good_png):
+    bad = doctored_png(good_png, tmp_path / "f" / "x.png", _options(width=128.0, steps=20.0, highres_steps=3.0))
+    res = cli("render", "--from-png", bad, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "o" / "f" / "12345.png").size == (128, 64)
+    spec = write(tmp_path / "s.yaml", (REPO / "specs" / "dragon.yaml").read_text() + "render:\n  width: 128.0\n")
+    res = cli("render", spec, "-o", str(tmp_path / "p"), "--height", "64")
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "p" / "s" / "12345.png").size == (128, 64)
+
+
+def test_a_spec_over_the_pixel_budget_fails_alone(tmp_path):
+    big = write(tmp_path / "big.yaml", (REPO / "specs" / "dragon.yaml").read_text()
+                + "render:\n  width: 8192\n  height: 8192\n  highres:\n    scale: 8\n")
+    res = cli("render", big, DRAGON, "-o", str(tmp_path / "o"), "--width", "64")
+    # the flag sets the width of both: 64 x 8192 x 8^2 is within the budget, so both render
+    assert res.exit_code == 0, res.output
+    res = cli("render", big, DRAGON, "-o", str(tmp_path / "o2"), "--height", "64", "--width", "64",
+              "--highres-scale", "1")
+    assert res.exit_code == 0, res.output
+    res = cli("render", big, DRAGON, "-o", str(tmp_path / "o3"))
+    assert res.exit_code == 1, res.output
+    assert f"{big}: error:" in res.stderr and "65536 x 65536" in res.stderr and "64 megapixels" in res.stderr
+    assert (tmp_path / "o3" / "dragon" / "12345.png").is_file() and not (tmp_path / "o3" / "big").exists()
+
+
+def test_flags_and_profiles_over_the_pixel_budget_fail_before_loading(tmp_path):
+    res = cli("render", DRAGON, "--width", "8192", "--height", "8192", "--highres-scale", "8", "-o",
+              str(tmp_path / "o"))
+    assert res.exit_code == 2 and "megapixels" in res.stderr, res.output
+    profile = write(tmp_path / "big.yaml", "version: 1\nbackend: preview\nrender:\n  width: 8192\n  height: 8192\n"
+                    "  highres:\n    scale: 4.5\n")
+    res = cli("render", DRAGON, "-p", profile, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1 and f"{profile}: error:" in res.stderr and "megapixels" in res.stderr, res.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--sketch-strength", "0.001"), ("--highres-denoise", "0.005")])
+def test_strengths_too_small_to_sample_are_usage_errors(tmp_path, flag, value):
+    """Omost's sampler makes steps / strength sigmas: 25 / 1e-300 of them would never be allocated."""
+    res = cli("render", DRAGON, flag, value, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "at least 0.01" in res.stderr, res.output
+
+
+def test_a_scene_with_too_many_regions_fails_alone(tmp_path):
+    from omostc.spec.render import MAX_REGIONS
+
+    many = write(tmp_path / "many.yaml", scene_yaml(*[(i % 80, i % 80, 10, 10) for i in range(MAX_REGIONS + 1)]))
+    ok = write(tmp_path / "ok.yaml", scene_yaml(*[(i % 80, i % 80, 10, 10) for i in range(MAX_REGIONS)]))
+    res = cli("render", many, ok, "--width", "64", "--height", "64", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1 and f"{many}: error:" in res.stderr, res.output
+    assert f"{MAX_REGIONS + 1} regions" in res.stderr and f"at most {MAX_REGIONS}" in res.stderr
+    assert (tmp_path / "o" / "ok" / "12345.png").is_file() and not (tmp_path / "o" / "many").exists()
+
+
+def test_seeds_counting_up_past_the_largest_seed_fail_alone(tmp_path):
+    from omostc.spec.render import MAX_SEED
+
+    spec = write(tmp_path / "last.yaml", (REPO / "specs" / "dragon.yaml").read_text()
+                 + f"render:\n  seed: {MAX_SEED}\n")
+    res = cli("render", spec, DRAGON, "--images", "2", "--width", "64", "--height", "64", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1 and "largest seed" in res.stderr, res.output
+    assert (tmp_path / "o" / "dragon" / "12346.png").is_file() and not (tmp_path / "o" / "last").exists()
+
+
+def test_a_profile_with_too_many_seeds_fails_before_loading(tmp_path):
+    seeds = ", ".join(str(i) for i in range(1001))
+    profile = write(tmp_path / "p.yaml", f"version: 1\nbackend: preview\nseeds: [{seeds}]\n")
+    res = cli("render", DRAGON, "-p", profile, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1 and "at most 1000" in res.stderr, res.output
+    assert not (tmp_path / "o").exists()
+
+
+# --- 4. one size rule ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", ["904", "72", "100"])
+def test_sizes_that_are_not_multiples_of_64_are_refused_not_floored(tmp_path, size):
+    res = cli("render", DRAGON, "--width", size, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "multiple of 64" in res.stderr, res.output
+    spec = write(tmp_path / "s.yaml", (REPO / "specs" / "dragon.yaml").read_text() + f"render:\n  height: {size}\n")
+    res = cli("render", spec, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1 and "multiple of 64" in res.stderr, res.output
+    profile = write(tmp_path / "p.yaml", f"version: 1\nbackend: preview\nrender:\n  width: {size}\n")
+    res = cli("render", DRAGON, "-p", profile, "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1 and "multiple of 64" in res.stderr, res.output
+
+
+def test_the_size_rule_is_stated_in_the_schema_and_help():
+    scene = json.loads((REPO / "schemas" / "scene.schema.json").read_text())
+    profile = json.loads((REPO / "schemas" / "profile.schema.json").read_text())
+    for schema in (scene["properties"]["render"], profile["properties"]["render"]):
+        for side in ("width", "height"):
+            assert schema["properties"][side]["multipleOf"] == 64
+            assert "multiple of 64" in schema["properties"][side]["description"]
+    res = cli("render", "--help")
+    assert "multiple of 64" in res.output
+    assert "multiples of 64" in (REPO / "README.md").read_text()

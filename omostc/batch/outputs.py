@@ -16,10 +16,10 @@ from PIL import Image, PngImagePlugin
 
 from omostc import __version__
 from omostc.backends import registry
-from omostc.diagnostics import ProvenanceError, SpecError
+from omostc.diagnostics import ProvenanceError, SettingsError, SpecError
 from omostc.settings import split_known
 from omostc.spec.model import Scene
-from omostc.spec.render import RenderOptions
+from omostc.spec.render import RenderOptions, seed_problem
 from omostc.spec.yamlio import dumps_spec, loads_spec
 
 SPEC_KEY = "omostc.spec"
@@ -91,6 +91,9 @@ def read_provenance(path) -> RenderRecord:
         shared, backend_render = split_known(RenderOptions, dict(data["options"]))
         options = RenderOptions.from_dict(shared)
         stamp = Stamp(backend, model, {**backend_render, **dict(data.get("backend_options") or {})})
+        why = seed_problem(data["seed"])
+        if why:
+            raise SettingsError(f"its {RENDER_KEY} chunk: {why}", file=str(path))
         return RenderRecord(scene, options, int(data["seed"]), stamp)
     except SpecError:
         raise

@@ -18,17 +18,17 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
 
 from omostc.backends.base import RenderOptions, resolve_options
 from omostc.batch.profile import Profile
-from omostc.diagnostics import OmostcError, SettingsError
+from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
 from omostc.files import write_bytes_atomic, write_text_atomic
-from omostc.settings import check
 from omostc.spec.model import Scene, scene_to_dict
+from omostc.spec.render import MAX_IMAGES, MAX_REGIONS, MAX_SEED, check_options
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_SEED = 12345
@@ -87,28 +87,53 @@ def settings_hash(options: RenderOptions, profile: Profile) -> str:
 
 def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: dict | None = None,
                seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
-    """The batch, one item per spec and seed, grouped by resolution (same-size renders together).
+    """The batch, one item per spec and seed, grouped by resolution (same-size renders together);
+    SettingsError for the first spec whose resolved settings break a rule (``collect_batch``
+    makes that spec a failure of its own instead)."""
+    items = [item for source, scene in sources for item in plan_source(source, scene, profile, overrides, seeds,
+                                                                           images)]
+    return sorted(items, key=_size)
+
+
+def _size(item: BatchItem) -> tuple[int, int]:
+    return item.options.width, item.options.height
+
+
+def plan_source(source: str, scene: Scene, profile: Profile, overrides: dict | None = None,
+                seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
+    """One spec's items, one per seed, its settings resolved and checked (SettingsError naming
+    ``source``) before anything is allocated.
 
     Seeds: ``seeds`` (command line), else the spec's ``render.seed`` counting up ``images``
     times, else the profile's seeds, else 12345 counting up."""
-    items: list[BatchItem] = []
-    for source, scene in sources:
-        options = resolve_options(scene.render, overrides, base=profile.render)
-        count = images or profile.images
-        if seeds:
-            item_seeds = list(seeds)
-        elif scene.render is not None and scene.render.seed is not None:
-            item_seeds = [scene.render.seed + i for i in range(count)]
-        elif profile.seeds:
-            item_seeds = list(profile.seeds)
-        else:
-            item_seeds = [DEFAULT_SEED + i for i in range(count)]
-        settings = settings_hash(options, profile)
-        name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
-        for seed in item_seeds:
-            items.append(BatchItem(name, source, scene, int(seed), options, scene_hash, settings, profile))
-    items.sort(key=lambda it: (it.options.snapped().width, it.options.snapped().height))
-    return items
+    options = check_options(resolve_options(scene.render, overrides, base=profile.render), source=source)
+    count = int(images or profile.images)
+    if seeds:
+        item_seeds = list(seeds)
+    elif scene.render is not None and scene.render.seed is not None:
+        item_seeds = [scene.render.seed + i for i in range(min(count, MAX_IMAGES + 1))]
+    elif profile.seeds:
+        item_seeds = list(profile.seeds)
+    else:
+        item_seeds = [DEFAULT_SEED + i for i in range(min(count, MAX_IMAGES + 1))]
+    problems = scene_problems(scene)
+    if len(item_seeds) > MAX_IMAGES:
+        problems.append(f"{len(item_seeds)} images of one spec; at most {MAX_IMAGES} are allowed")
+    if item_seeds and item_seeds[-1] > MAX_SEED:
+        problems.append(f"seeds counting up from {item_seeds[0]} pass the largest seed ({MAX_SEED})")
+    if problems:
+        raise SettingsError([Diagnostic("error", p, file=source) for p in problems])
+    settings = settings_hash(options, profile)
+    name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
+    return [BatchItem(name, source, scene, int(seed), options, scene_hash, settings, profile) for seed in item_seeds]
+
+
+def scene_problems(scene: Scene) -> list[str]:
+    """What makes a scene too large to render (compiling and lowering have no such limit)."""
+    if len(scene.regions) > MAX_REGIONS:
+        return [f"the scene has {len(scene.regions)} regions; at most {MAX_REGIONS} can be rendered "
+                "(each adds text tokens that every cross-attention layer attends to at every step)"]
+    return []
 
 
 @dataclass
@@ -124,34 +149,49 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
                   png_options: dict | None = None) -> Batch:
     """Load every input (specs or Canvas code; a bad one becomes a failure, not an exception),
     plan its items, and add exact re-renders of omostc PNGs (their own scene, settings, seed
-    and model; the profile switches to that model if it has none)."""
+    and model; the profile switches to that model if it has none). Every input's settings are
+    checked here, before any backend is made."""
     from omostc.api import load_scene
     from omostc.batch.outputs import read_provenance
 
-    sources, failures, warnings = [], [], []
+    items: list[BatchItem] = []
+    failures, warnings = [], []
+
+    def failed(source: str, exc: OmostcError) -> None:
+        warnings.extend(exc.diagnostics)  # printed with their context
+        # the report names the file: the first error's own words (and where), not its full rendering
+        failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed",
+                                   error=exc.summary()))
+
     for source in specs:
         try:
             scene, found = load_scene(source)
             warnings.extend(found)
-            sources.append((source, scene))
+            items += plan_source(source, scene, profile, overrides, seeds, images)
         except OmostcError as exc:
-            warnings.extend(exc.diagnostics)
-            # the report names the file: the first error's own words (and where), not its full rendering
-            failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed",
-                                       error=exc.summary()))
-    items = plan_items(sources, profile, overrides, seeds, images)
+            failed(source, exc)
+    items.sort(key=_size)
     for png in from_png:
         try:
             record = read_provenance(png)
-            check(record.options, source=f"{png}: its settings")
+            check_options(record.options, source=png)
+            problems = scene_problems(record.scene)
+            if problems:
+                raise SettingsError([Diagnostic("error", p, file=png) for p in problems])
             png_profile = png_render_profile(record, profile, png_options or {})
         except OmostcError as exc:  # not an omostc PNG: a failure of its own, the rest still render
-            failures.append(ItemResult(name=Path(png).stem, source=png, seed=None, status="failed", error=str(exc)))
+            failed(png, _named(exc, png))
             continue
         items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, record.scene, record.seed,
                                record.options, spec_hash(record.scene), settings_hash(record.options, png_profile),
                                png_profile))
     return Batch(profile, items, failures, warnings)
+
+
+def _named(exc: OmostcError, source: str) -> OmostcError:
+    """``exc`` with its diagnostics placed in ``source`` (they named no file)."""
+    return OmostcError([replace(d, file=source) if d.file is None else d for d in exc.diagnostics] or
+                       [Diagnostic("error", str(exc) or type(exc).__name__, file=source)])
 
 
 def png_render_profile(record, profile: Profile, given: dict | None = None) -> Profile:
