@@ -285,3 +285,44 @@ def test_the_size_rule_is_stated_in_the_schema_and_help():
     res = cli("render", "--help")
     assert "multiple of 64" in res.output
     assert "multiples of 64" in (REPO / "README.md").read_text()
+
+
+# --- PNGs that are not what they claim -------------------------------------------------------
+
+def _bomb(good, target) -> str:
+    """``good`` with its header patched to claim 40000 x 40000 pixels."""
+    import struct
+    import zlib
+
+    data = good.read_bytes()
+    i = data.index(b"IHDR")
+    header = struct.pack(">II", 40000, 40000) + data[i + 12:i + 17]
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + header) & 0xFFFFFFFF)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data[:i + 4] + header + crc + data[i + 21:])
+    return str(target)
+
+
+def test_pngs_claiming_huge_sizes_or_text_fail_alone(tmp_path, good_png):
+    bomb = _bomb(good_png, tmp_path / "bomb" / "x.png")
+    image = Image.open(good_png)
+    info = PngImagePlugin.PngInfo()
+    for key, value in image.text.items():
+        info.add_itxt(key, value)
+    info.add_text("junk", "a" * 3 * 2**20, zip=True)  # more than Pillow decompresses
+    (tmp_path / "ztxt").mkdir()
+    image.save(tmp_path / "ztxt" / "x.png", pnginfo=info)
+    res = cli("render", "--from-png", bomb, "--from-png", str(tmp_path / "ztxt" / "x.png"), "--from-png",
+              str(good_png), "-o", str(tmp_path / "o"))
+    assert res.exit_code == 1, res.output
+    assert f"{bomb}: error: cannot read the image: its header claims more pixels" in res.stderr
+    assert "ztxt/x.png: error: cannot read the image" in res.stderr
+    assert (tmp_path / "o" / "dragon" / "12345.png").is_file()
+
+
+def test_an_output_that_is_not_a_readable_png_is_rendered_again(tmp_path, good_png):
+    out = tmp_path / "o"
+    _bomb(good_png, out / "dragon" / "12345.png")
+    res = cli("render", DRAGON, "--width", "64", "--height", "64", "-o", str(out))
+    assert res.exit_code == 0 and "1 rendered" in res.stderr, res.output
+    assert Image.open(out / "dragon" / "12345.png").size == (64, 64)

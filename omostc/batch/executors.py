@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from omostc.backends import registry
 from omostc.backends.base import Backend, RenderOptions
-from omostc.batch.outputs import Stamp, png_bytes
+from omostc.batch.outputs import KEY_CHUNK, Stamp, png_bytes
 from omostc.batch.profile import Profile
 from omostc.settings import to_data
 from omostc.spec.model import Scene, scene_from_dict, scene_to_dict
@@ -77,7 +77,7 @@ def _render(backend: Backend, profile: Profile, index: int, scene, options: Rend
     try:
         stamp = stamp_of(profile, backend, options, model_name)
         ((_, data),) = render_pngs(backend, scene, options, [seed], stamp, progress=progress,
-                                    extra_text={"omostc.key": key})
+                                    extra_text={KEY_CHUNK: key})
         return index, data, time.perf_counter() - started, None
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
         _free_accelerator_memory()

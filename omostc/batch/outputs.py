@@ -24,6 +24,7 @@ from omostc.spec.yamlio import dumps_spec, loads_spec
 
 SPEC_KEY = "omostc.spec"
 RENDER_KEY = "omostc.render"
+KEY_CHUNK = "omostc.key"  # the key an output was rendered with (runner.BatchItem.key): a hash
 
 
 @dataclass
@@ -72,14 +73,25 @@ def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: in
     return buf.getvalue()
 
 
+def text_chunks(path) -> dict[str, str]:
+    """A PNG's text chunks that come before its pixels (omostc writes all of its own there), read
+    without decoding the pixels: an image of any size, or one whose header claims 40000 x 40000
+    pixels, costs nothing. ProvenanceError for a file that is not a readable image."""
+    try:
+        with Image.open(path) as im:
+            return {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
+    except Image.DecompressionBombError:
+        raise ProvenanceError("cannot read the image: its header claims more pixels than Pillow opens "
+                              f"({Image.MAX_IMAGE_PIXELS * 2:,}); a damaged or hostile file") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # ValueError: a text chunk larger than Pillow reads (PngImagePlugin.MAX_TEXT_CHUNK)
+        raise ProvenanceError(f"cannot read the image: {exc}") from None
+
+
 def read_provenance(path) -> RenderRecord:
     """How a PNG that omostc wrote was made; ProvenanceError (the caller names the file) for
     anything else."""
-    try:
-        with Image.open(path) as im:
-            text: dict[str, Any] = dict(getattr(im, "text", {}))  # only PNGs have text chunks
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read the image: {exc}") from None
+    text = text_chunks(path)
     if SPEC_KEY not in text or RENDER_KEY not in text:
         raise ProvenanceError("no omostc provenance in this PNG (was it written by omostc render?)")
     scene = loads_spec(text[SPEC_KEY], file=f"{path}:{SPEC_KEY}")

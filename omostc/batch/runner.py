@@ -21,9 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from PIL import Image
-
 from omostc.backends.base import RenderOptions, resolve_options
+from omostc.batch.outputs import KEY_CHUNK, text_chunks
 from omostc.batch.profile import Profile
 from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
 from omostc.files import write_bytes_atomic, write_text_atomic
@@ -221,12 +220,13 @@ def png_render_profile(record, profile: Profile, given: dict | None = None) -> P
 
 
 def rendered_key(path: Path) -> str | None:
-    """The key a PNG was rendered with, or None if it is missing or unreadable."""
+    """The key a PNG was rendered with, or None if it is missing or unreadable (then it is
+    rendered again and replaced). Its pixels are not decoded."""
+    if not path.is_file():
+        return None
     try:
-        with Image.open(path) as image:
-            key = getattr(image, "text", {}).get("omostc.key")  # only PNGs have text chunks
-            return key if isinstance(key, str) else None
-    except (OSError, SyntaxError, ValueError):
+        return text_chunks(path).get(KEY_CHUNK)
+    except OmostcError:
         return None
 
 
