@@ -326,3 +326,126 @@ def test_an_output_that_is_not_a_readable_png_is_rendered_again(tmp_path, good_p
     res = cli("render", DRAGON, "--width", "64", "--height", "64", "-o", str(out))
     assert res.exit_code == 0 and "1 rendered" in res.stderr, res.output
     assert Image.open(out / "dragon" / "12345.png").size == (64, 64)
+
+
+# --- 5. the offline tokenizer counts as the renderer's ---------------------------------------
+
+@pytest.fixture(scope="module")
+def model_tokenizers(tmp_path_factory):
+    """transformers' tokenizers of a model folder (SDXL's tokenizer/ and tokenizer_2/), as the
+    SDXL renderer loads them."""
+    pytest.importorskip("transformers", reason="transformers is a dev dependency")
+    from omostc.ir.clip.tokenize import TransformersClipTokenizer, write_tokenizer_folder
+
+    folder = tmp_path_factory.mktemp("model")
+    write_tokenizer_folder(folder / "tokenizer")
+    write_tokenizer_folder(folder / "tokenizer_2", pad="zero")
+    return (TransformersClipTokenizer.from_pretrained(folder, "tokenizer"),
+            TransformersClipTokenizer.from_pretrained(folder, "tokenizer_2"))
+
+
+def _subprompts(paths) -> list[str]:
+    from omostc import CompileError, compile_file
+    from omostc.ir.lowering import lower
+
+    texts: set[str] = set()
+    for path in paths:
+        try:
+            scene = compile_file(path).scene
+        except CompileError:
+            continue
+        for layer in lower(scene).layers:
+            texts.update(layer.prefixes + layer.suffixes)
+    return sorted(texts)
+
+
+TRICKY = [
+    "the", "Tom &amp; Jerry", "mojibake: Ã©", "naïve café — “quotes” ’s it's", "the Moon’s influence.",
+    "I'M LOUD!!!", "Wow!", "?!", "emoji 🐉🔥 ok", "tabs\tand\nnewlines  x", "123 4.5e6 1,000", "日本語のテキスト",
+    "<|startoftext|> hi <|endoftext|>", "'s 're 've 'd 'll 'm 't", "a" * 300, "", "   ",
+    "Ünïcödé ÀÉÎÕÜ straße ﬁ", "e\u0301 combining", "ＦＵＬＬＷＩＤＴＨ", "İstanbul ΣΊΣΥΦΟΣ", "\u00a0nbsp\u2003em",
+]
+
+
+def _check_equal(texts, model_tokenizers):
+    from omostc.ir.clip.tokenize import OfflineClipTokenizer
+
+    t1, t2 = model_tokenizers
+    first, second = OfflineClipTokenizer(), OfflineClipTokenizer(pad="zero")
+    assert [t for t, a, b in zip(texts, first.encode(texts), t1.encode(texts)) if a != b] == []
+    assert [t for t, a, b in zip(texts, second.encode(texts), t2.encode(texts)) if a != b] == []
+
+
+def test_offline_tokenizer_gives_the_model_tokenizers_ids_on_the_shipped_scenes(model_tokenizers):
+    texts = _subprompts(sorted((REPO / "specs" / "src").iterdir())) + TRICKY
+    assert len(texts) > 100
+    _check_equal(texts, model_tokenizers)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the shared corpus is not here ({CORPUS})")
+def test_offline_tokenizer_gives_the_model_tokenizers_ids_on_the_whole_corpus(model_tokenizers):
+    texts = _subprompts(sorted(CORPUS.glob("[0-9][0-9][0-9].txt")))
+    assert len(texts) > 1500 and any("’" in t for t in texts)  # curly apostrophes: ftfy would change them
+    _check_equal(texts, model_tokenizers)
+
+
+def test_offline_tokenizer_gives_the_model_tokenizers_ids_on_any_text(model_tokenizers):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(max_size=40) | st.text(st.sampled_from(list("ab &;'!?.,-  é’“\t\nİΣ<|>")), max_size=30),
+                    min_size=1, max_size=8))
+    def check(texts):
+        _check_equal(texts, model_tokenizers)
+
+    check()
+
+
+def test_lower_counts_tokens_as_the_renderer_does(tmp_path, model_tokenizers):
+    """`omostc lower` without a model gives the bags `omostc lower --model DIR` gives."""
+    spec = write(tmp_path / "s.yaml", (REPO / "specs" / "dragon.yaml").read_text().replace(
+        "A mighty dragon.", "The Moon’s dragon, ‘quoted’ &amp; “curly”."))
+    offline = cli("lower", spec)
+    folder = tmp_path / "model"
+    from omostc.ir.clip.tokenize import write_tokenizer_folder
+
+    write_tokenizer_folder(folder / "tokenizer")
+    model = cli("lower", spec, "--model", str(folder))
+    assert offline.exit_code == model.exit_code == 0, offline.output + model.output
+    strip = [json.loads(r.stdout) for r in (offline, model)]
+    for ir in strip:
+        ir.pop("tokenizer", None)
+    assert strip[0] == strip[1]
+
+
+BANG = (REPO / "specs" / "dragon.yaml").read_text().replace("A mighty dragon.", "A mighty dragon. Wow!").replace(
+    "atmosphere: Intense and menacing", "atmosphere: Loud?! Intense and menacing")
+
+
+def test_sdxl_lowering_warns_where_the_second_tokenizer_counts_differently(tmp_path, tiny_model_dir):
+    pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
+    from omostc import load_spec
+    from omostc.backends.sdxl.models import load_sdxl
+    from omostc.backends.sdxl.render import SDXLRegionalBackend
+
+    backend = SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"))
+    ir = backend.lower(load_spec(write(tmp_path / "bang.yaml", BANG)))
+    messages = [d.message for d in ir.warnings]
+    assert any(m.startswith("region 1 (A mighty dragon. Wow!.): prefix 1 ('A mighty dragon. Wow!.') is ") and
+               "tokenizer_2, which reads '!' as its padding token" in m for m in messages), messages
+    assert any("sub-prompt" in m and "Loud?!" in m for m in messages), messages
+    assert all(d.severity == "warning" for d in ir.warnings)
+    assert backend.lower(load_spec(DRAGON)).warnings == []
+
+
+def test_render_shows_the_lowering_warnings_once_per_input(tmp_path, tiny_model_dir):
+    spec = write(tmp_path / "bang.yaml", BANG)
+    res = cli("render", spec, "-p", "tiny", "--model", str(tiny_model_dir), "--images", "2", "--steps", "1",
+              "--width", "64", "--height", "64", "--device", "cpu", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.stderr.splitlines() if line.startswith(f"{spec}: warning: region 1")]
+    assert len(warnings) == 2 and all("tokenizer_2" in w for w in warnings), res.stderr  # 2 images, each once
+    assert "prefix 1 ('A mighty dragon. Wow!.')" in warnings[0] and "sub-prompt 7 ('Loud?!" in warnings[1]
+    rows = [json.loads(line) for line in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
+    assert all(any("tokenizer_2" in w for w in row["warnings"]) for row in rows)

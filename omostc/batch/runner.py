@@ -64,6 +64,7 @@ class ItemResult:
     seconds: float = 0.0
     error: str | None = None
     finished: float = field(default_factory=time.time)
+    warnings: list[str] = field(default_factory=list)  # of lowering the scene for the backend (tokens cut, ...)
 
     def row(self) -> dict:
         return asdict(self)
@@ -285,14 +286,15 @@ def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, m
             done(ItemResult(status="skipped", **common(item)))
         else:
             todo.append(item)
-    for index, data, seconds, error in executor.map(todo, model_name):
+    for index, data, seconds, error, warnings in executor.map(todo, model_name):
         item = todo[index]
         if error is None:
             try:
                 write_bytes_atomic(item.output(out_dir), data)
             except OSError as exc:
                 error = f"cannot write {item.output(out_dir)}: {exc.strerror or exc}"
-        done(ItemResult(status="failed" if error else "rendered", seconds=seconds, error=error, **common(item)))
+        done(ItemResult(status="failed" if error else "rendered", seconds=seconds, error=error,
+                        warnings=list(warnings), **common(item)))
     return results
 
 

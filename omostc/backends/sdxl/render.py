@@ -74,8 +74,9 @@ class SDXLRegionalBackend:
         return self.encoder.tok1
 
     def lower(self, scene: Scene) -> SceneIR:
-        """The neutral IR with 77-token bags counted by this model's first tokenizer."""
-        return lower(scene, self.tokenizer)
+        """The neutral IR with 77-token bags counted by this model's first tokenizer; a sub-prompt
+        its second tokenizer counts differently is warned (``ir.warnings``)."""
+        return lower(scene, self.tokenizer, self.encoder.tok2)
 
     def parameters(self, options: RenderOptions) -> list[str]:
         sampler = self.options.sampler
