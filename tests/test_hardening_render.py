@@ -449,3 +449,114 @@ def test_render_shows_the_lowering_warnings_once_per_input(tmp_path, tiny_model_
     assert "prefix 1 ('A mighty dragon. Wow!.')" in warnings[0] and "sub-prompt 7 ('Loud?!" in warnings[1]
     rows = [json.loads(line) for line in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
     assert all(any("tokenizer_2" in w for w in row["warnings"]) for row in rows)
+
+
+# --- 6. how much a PNG tells about its making -----------------------------------------------
+
+SECRET = """provenance:
+  source: /home/alice/private/answer.md
+  prompt: my secret prompt
+  model: lllyasviel/omost-llama-3-8b-4bits
+  conversation:
+  - role: user
+    content: secret words of the conversation
+  - role: assistant
+    content: the answer
+"""
+
+
+@pytest.fixture
+def secret_spec(tmp_path):
+    text = (REPO / "specs" / "dragon.yaml").read_text()
+    return write(tmp_path / "secret.yaml", text[:text.index("provenance:")] + SECRET)
+
+
+def _chunks(path) -> dict[str, str]:
+    return dict(Image.open(path).text)
+
+
+def test_full_provenance_is_the_default_and_carries_the_conversation(tmp_path, secret_spec):
+    res = cli("render", secret_spec, "--width", "64", "--height", "64", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output
+    chunks = _chunks(tmp_path / "o" / "secret" / "12345.png")
+    assert "secret words of the conversation" in chunks["omostc.spec"] and "/home/alice" in chunks["omostc.spec"]
+    assert set(chunks) == {"omostc.key", "omostc.spec", "omostc.render", "parameters"}
+
+
+def test_provenance_spec_keeps_the_scene_and_settings_only(tmp_path, secret_spec):
+    out = tmp_path / "o"
+    res = cli("render", secret_spec, "--provenance", "spec", "--width", "64", "--height", "64", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    png = out / "secret" / "12345.png"
+    chunks = _chunks(png)
+    assert set(chunks) == {"omostc.key", "omostc.spec", "omostc.render", "parameters"}
+    text = "".join(chunks.values())
+    assert "secret" not in chunks["omostc.spec"] and "/home/alice" not in text and "my secret prompt" not in text
+    assert "provenance:" not in chunks["omostc.spec"]
+    again = cli("render", "--from-png", str(png), "-o", str(tmp_path / "again"))
+    assert again.exit_code == 0, again.output
+    copy = tmp_path / "again" / "secret" / "12345.png"
+    assert Image.open(copy).tobytes() == Image.open(png).tobytes() and _chunks(copy) == chunks
+
+
+def test_provenance_none_keeps_only_the_key_and_cannot_be_rerendered(tmp_path, secret_spec):
+    out = tmp_path / "o"
+    res = cli("render", secret_spec, "--provenance", "none", "--width", "64", "--height", "64", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    png = out / "secret" / "12345.png"
+    chunks = _chunks(png)
+    assert set(chunks) == {"omostc.key"} and "12345" not in chunks["omostc.key"]  # a hash, no seed
+    again = cli("render", secret_spec, "--provenance", "none", "--width", "64", "--height", "64", "-o", str(out))
+    assert again.exit_code == 0 and "1 already rendered" in again.stderr, again.output  # the key still works
+    res = cli("render", "--from-png", str(png), "--from-png", str(out / "secret" / "12345.png"), "-o",
+              str(tmp_path / "x"))
+    assert res.exit_code == 1 and "--provenance none" in res.stderr and "cannot be re-rendered" in res.stderr
+
+
+def test_changing_the_provenance_rewrites_the_pngs(tmp_path, secret_spec):
+    out = tmp_path / "o"
+    args = [secret_spec, "--width", "64", "--height", "64", "-o", str(out)]
+    assert cli("render", *args).exit_code == 0
+    res = cli("render", *args, "--provenance", "spec")
+    assert res.exit_code == 0 and "1 rendered" in res.stderr, res.output  # not kept: it would tell too much
+    assert "secret" not in _chunks(out / "secret" / "12345.png")["omostc.spec"]
+    res = cli("render", *args, "--provenance", "spec")
+    assert "1 already rendered" in res.stderr
+
+
+def test_provenance_from_a_profile_and_for_pngs_re_rendered(tmp_path, secret_spec):
+    profile = write(tmp_path / "publish.yaml", "version: 1\nbackend: preview\nrender:\n  provenance: none\n")
+    res = cli("render", secret_spec, "-p", profile, "--width", "64", "--height", "64", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output
+    assert set(_chunks(tmp_path / "o" / "secret" / "12345.png")) == {"omostc.key"}
+    assert cli("render", secret_spec, "--width", "64", "--height", "64", "-o", str(tmp_path / "f")).exit_code == 0
+    full = tmp_path / "f" / "secret" / "12345.png"
+    res = cli("render", "--from-png", str(full), "--provenance", "spec", "-o", str(tmp_path / "s"))
+    assert res.exit_code == 0, res.output
+    assert "secret words" not in _chunks(tmp_path / "s" / "secret" / "12345.png")["omostc.spec"]
+
+
+def test_provenance_spec_names_a_local_model_by_its_file_name_only(tmp_path, tiny_model_dir):
+    res = cli("render", DRAGON, "-p", "tiny", "--model", str(tiny_model_dir), "--provenance", "spec", "--steps", "1",
+              "--width", "64", "--height", "64", "--device", "cpu", "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output
+    chunks = _chunks(tmp_path / "o" / "dragon" / "12345.png")
+    assert str(tiny_model_dir.parent) not in "".join(chunks.values())
+    assert json.loads(chunks["omostc.render"])["model"] == tiny_model_dir.name
+    assert f"Model: {tiny_model_dir.name}" in chunks["parameters"]
+
+
+def test_settings_keys_of_full_provenance_are_unchanged():
+    """Outputs rendered before the setting existed are still recognised (not rendered again)."""
+    import dataclasses
+    import hashlib
+
+    from omostc.batch.profile import load_profile
+    from omostc.batch.runner import settings_hash
+    from omostc.spec.render import RenderOptions
+
+    profile = load_profile("preview")
+    old = {k: v for k, v in dataclasses.asdict(RenderOptions()).items() if k != "provenance"}
+    digest = hashlib.sha256(json.dumps({"options": old, "profile": profile.digest()}, sort_keys=True,
+                                       ensure_ascii=False).encode()).hexdigest()[:16]
+    assert settings_hash(RenderOptions(), profile) == digest

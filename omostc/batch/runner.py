@@ -26,6 +26,7 @@ from omostc.batch.outputs import KEY_CHUNK, text_chunks
 from omostc.batch.profile import Profile
 from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
 from omostc.files import write_bytes_atomic, write_text_atomic
+from omostc.settings import fields_of
 from omostc.spec.model import Scene, scene_to_dict
 from omostc.spec.render import MAX_IMAGES, MAX_REGIONS, MAX_SEED, check_options
 
@@ -46,7 +47,13 @@ class BatchItem:
 
     @property
     def key(self) -> str:
-        return f"{self.spec_hash}-{self.settings_hash}-{self.seed}"
+        """What made the picture, and how much its PNG tells (a PNG whose provenance changes is
+        written again). With ``provenance: none`` it is hashed too: the PNG tells nothing."""
+        key = f"{self.spec_hash}-{self.settings_hash}-{self.seed}"
+        mode = self.options.provenance
+        if mode == "none":
+            return "none-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        return key if mode == "full" else f"{key}-{mode}"
 
     def output(self, out_dir: Path) -> Path:
         return out_dir / self.name / f"{self.seed}.png"
@@ -82,7 +89,12 @@ def spec_hash(scene: Scene) -> str:
 
 
 def settings_hash(options: RenderOptions, profile: Profile) -> str:
-    return _digest({"options": asdict(options), "profile": profile.digest()})
+    """What in the settings decides the pixels (not how much the PNG tells: ``BatchItem.key``)."""
+    data = asdict(options)
+    for f, _, s in fields_of(RenderOptions):
+        if not s.pixels:
+            data.pop(f.name)
+    return _digest({"options": data, "profile": profile.digest()})
 
 
 def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: dict | None = None,
@@ -174,6 +186,7 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
     for png in from_png:
         try:
             record = read_provenance(png)
+            record.options = replace(record.options, **_not_pixels(overrides))  # how much the PNG tells
             check_options(record.options, source=png)
             problems = scene_problems(record.scene)
             if problems:
@@ -186,6 +199,13 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
                                record.options, spec_hash(record.scene), settings_hash(record.options, png_profile),
                                png_profile))
     return Batch(profile, items, failures, warnings)
+
+
+def _not_pixels(overrides: dict | None) -> dict:
+    """The settings given that do not change pictures (``provenance``): they apply to re-rendered
+    PNGs too, whose pictures are otherwise made exactly as before."""
+    names = {f.name for f, _, s in fields_of(RenderOptions) if not s.pixels}
+    return {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
 
 
 def _named(exc: OmostcError, source: str) -> OmostcError:

@@ -42,7 +42,7 @@ def lower(scene: Scene, tokenizer: ClipTokenizer | None = None, second: ClipToke
     """The neutral IR of a scene; with a CLIP ``tokenizer`` (a model's own, or
     ``default_tokenizer()``, the offline one), also its 77-token bags (``ir.text``), as the Stable
     Diffusion family reads them. ``second``: the tokenizer of a second text encoder reading the
-    same bags (SDXL's), whose disagreements on token counts are warned."""
+    same bags (a two-encoder model's), whose disagreements on token counts are warned."""
     layers = _layers(scene)
     sketch = color_sketch(layers[0].color, ((layer.box, layer.color) for layer in layers[1:]))
     if tokenizer is None:

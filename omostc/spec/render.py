@@ -29,6 +29,7 @@ MAX_PIXELS = 64 * 2**20
 MAX_REGIONS = 64
 MAX_IMAGES = 1000  # images per spec (--images, a profile's images or its list of seeds)
 MIN_STRENGTH = 0.01  # Omost's sampler makes steps / strength sigmas: 1e-300 would never be allocated
+PROVENANCE = ("full", "spec", "none")  # what a PNG carries: see RenderOptions.provenance
 DEFAULT_SEED = 12345
 MAX_SEED = 2**63 - 1
 DEFAULT_NEGATIVE = "lowres, bad anatomy, bad hands, cropped, worst quality"
@@ -62,6 +63,12 @@ class RenderOptions:
         None, minimum=MIN_STRENGTH, maximum=1,
         help="Start from the colour sketch, denoising this much (0.95 to 0.99 work well).")
     highres: HighResFix = setting(default_factory=HighResFix, help="Omost's hi-res pass.")
+    provenance: str = setting(
+        "full", choices=PROVENANCE, pixels=False,
+        help="What each PNG tells of its making. full: the scene spec with its provenance (the LLM "
+             "conversation and prompt, the input's path), the settings, seed and model, so --from-png "
+             "re-renders it; spec: the same without the scene's provenance, and a local model's path by "
+             "its file name only; none: no omostc chunks but the key (a hash), so it cannot be re-rendered.")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RenderOptions:

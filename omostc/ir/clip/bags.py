@@ -110,10 +110,10 @@ class ClipBags:
 def clip_bags(layers: Sequence[Layer], tokenizer, second=None) -> tuple[ClipBags, list[Diagnostic]]:
     """The bags of every layer, and a warning for each sub-prompt or chunk that had to be cut.
 
-    ``second``: the tokenizer of a second text encoder that reads the same bags (SDXL's
-    ``tokenizer_2``); a text it splits into a different number of tokens is warned, naming the
+    ``second``: the tokenizer of a second text encoder that reads the same bags (a model
+    folder's ``tokenizer_2``); a text it splits into a different number of tokens is warned, naming the
     layer and the sub-prompt, because its chunks then hold other text than the first encoder's
-    (Omost asserts there). SDXL's second tokenizer reads ``!`` as its pad token: ``Wow!``."""
+    (Omost asserts there). OpenCLIP's tokenizer there reads ``!`` as its pad token: ``Wow!``."""
     texts = [t for layer in layers for t in (*layer.prefixes, *layer.suffixes)]
     tokenizer.encode(texts)  # one batch
     warnings: list[Diagnostic] = [] if second is None else _length_warnings(layers, tokenizer, second, texts)

@@ -12,7 +12,7 @@ Two sources of a tokenizer, one interface (``ClipTokenizer``):
 The offline tokenizer cleans text as the renderer's tokenizer does (``clean="model"``, the
 default): transformers' ``CLIPTokenizer`` (tokenizers-backed; ``CLIPTokenizerFast`` in
 transformers 4) normalises with NFC, whitespace runs folded to one space, and lower case, and
-nothing else: no ftfy, no HTML unescaping. So its bags are the ones the SDXL renderer makes
+nothing else: no ftfy, no HTML unescaping. So its bags are the ones the renderer makes
 (a curly apostrophe, "Moon’s", is 4 tokens there and 3 after ftfy straightens it). OpenAI's
 reference cleaning (ftfy, HTML unescaping twice, whitespace folded, lower case) is
 ``clean="reference"``.
@@ -46,7 +46,7 @@ CLIP_MERGES = 49152 - 256 - 2  # merges the original tokenizer reads from the fi
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 CONTEXT = 77  # tokens per chunk, BOS and EOS included
-ZERO_PAD = "!"  # OpenCLIP ViT-bigG's pad token (id 0), SDXL's tokenizer_2
+ZERO_PAD = "!"  # OpenCLIP ViT-bigG's pad token (id 0), of a model folder's tokenizer_2
 CLEANINGS = ("model", "reference")
 BUDGET = CONTEXT - 2  # text tokens per chunk
 
@@ -150,7 +150,7 @@ def _offline_backend(path: str, clean: str = "reference", pad: str = "eos"):
     """The BPE pipeline. ``clean="model"`` is exactly transformers' ``CLIPTokenizer`` as loaded
     from a diffusers ``tokenizer/`` folder (``write_tokenizer_folder``): its normalizer, its
     pre-tokenizer, and its special tokens (with ``pad="zero"``, ``!`` is one of them, as in
-    SDXL's ``tokenizer_2``). ``clean="reference"`` expects text already cleaned by ``clean_text``."""
+    a model folder's ``tokenizer_2``). ``clean="reference"`` expects text already cleaned by ``clean_text``."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     vocab, merges = read_clip_bpe(Path(path))
@@ -179,7 +179,7 @@ class OfflineClipTokenizer:
     ``pad`` is the padding convention: ``"eos"`` as Stable Diffusion's CLIP ViT-L tokenizer,
     ``"zero"`` (id 0, ``!``) as the OpenCLIP ViT-bigG one beside it. ``clean``: ``"model"``
     (the default) gives the ids of transformers' tokenizer of a model folder, what the renderer
-    uses (with ``pad="zero"``, of SDXL's ``tokenizer_2``, which reads ``!`` as its pad token);
+    uses (with ``pad="zero"``, of a model folder's ``tokenizer_2``, which reads ``!`` as its pad token);
     ``"reference"`` the ids of OpenAI's reference tokenizer (ftfy and HTML cleaning).
     """
 
