@@ -110,7 +110,7 @@ def text_chunks(path) -> dict[str, str]:
             return {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
     except Image.DecompressionBombError:
         raise ProvenanceError("cannot read the image: its header claims more pixels than Pillow opens "
-                              f"({Image.MAX_IMAGE_PIXELS * 2:,}); a damaged or hostile file") from None
+                              "(a damaged or hostile file)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # ValueError: a text chunk larger than Pillow reads (PngImagePlugin.MAX_TEXT_CHUNK)
         raise ProvenanceError(f"cannot read the image: {exc}") from None
