@@ -560,3 +560,11 @@ def test_settings_keys_of_full_provenance_are_unchanged():
     digest = hashlib.sha256(json.dumps({"options": old, "profile": profile.digest()}, sort_keys=True,
                                        ensure_ascii=False).encode()).hexdigest()[:16]
     assert settings_hash(RenderOptions(), profile) == digest
+
+
+def test_a_diffusers_sampler_with_a_strength_below_one_step_still_samples(tmp_path, tiny_model_dir):
+    """steps x strength < 1 left diffusers' rule no timestep at all (an empty tensor, a RuntimeError)."""
+    res = cli("render", DRAGON, "-p", "tiny", "--model", str(tiny_model_dir), "--sampler", "EulerDiscreteScheduler",
+              "--sketch-strength", "0.01", "--steps", "1", "--width", "64", "--height", "64", "--device", "cpu",
+              "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output

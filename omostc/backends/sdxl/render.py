@@ -142,8 +142,8 @@ class SDXLRegionalBackend:
         scheduler = cls.from_config(self.model.scheduler_config or {})
         scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps
-        if strength < 1.0:
-            start = steps - min(int(steps * strength), steps)
+        if strength < 1.0:  # at least one step: diffusers' own rule leaves none for steps x strength < 1
+            start = steps - max(1, min(int(steps * strength), steps))
             timesteps = timesteps[start * scheduler.order:]
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(start * scheduler.order)
