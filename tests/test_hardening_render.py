@@ -568,3 +568,19 @@ def test_a_diffusers_sampler_with_a_strength_below_one_step_still_samples(tmp_pa
               "--sketch-strength", "0.01", "--steps", "1", "--width", "64", "--height", "64", "--device", "cpu",
               "-o", str(tmp_path / "o"))
     assert res.exit_code == 0, res.output
+
+
+def test_a_png_whose_scene_has_too_many_regions_fails_alone(tmp_path, good_png):
+    from omostc.spec.render import MAX_REGIONS
+
+    image = Image.open(good_png)
+    info = PngImagePlugin.PngInfo()
+    many = scene_yaml(*[(i % 80, i % 80, 10, 10) for i in range(MAX_REGIONS + 1)])
+    for key, value in image.text.items():
+        info.add_itxt(key, many if key == "omostc.spec" else value)
+    (tmp_path / "many").mkdir()
+    image.save(tmp_path / "many" / "x.png", pnginfo=info)
+    res = cli("render", "--from-png", str(tmp_path / "many" / "x.png"), "--from-png", str(good_png), "-o",
+              str(tmp_path / "o"))
+    assert res.exit_code == 1 and f"{MAX_REGIONS + 1} regions" in res.stderr, res.output
+    assert (tmp_path / "o" / "dragon" / "12345.png").is_file()

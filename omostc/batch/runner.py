@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from omostc.backends.base import RenderOptions, resolve_options
-from omostc.batch.outputs import KEY_CHUNK, text_chunks
+from omostc.batch.outputs import KEY_CHUNK, RENDER_KEY, text_chunks
 from omostc.batch.profile import Profile
 from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
 from omostc.files import write_bytes_atomic, write_text_atomic
@@ -187,7 +187,7 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
         try:
             record = read_provenance(png)
             record.options = replace(record.options, **_not_pixels(overrides))  # how much the PNG tells
-            check_options(record.options, source=png)
+            check_options(record.options, source=png, where=f"its {RENDER_KEY} chunk: ")
             problems = scene_problems(record.scene)
             if problems:
                 raise SettingsError([Diagnostic("error", p, file=png) for p in problems])

@@ -174,7 +174,7 @@ def pixel_problem(options: RenderOptions) -> str | None:
     w, h = round(options.width * scale), round(options.height * scale)
     return (f"the render would make a {w} x {h} picture ({options.width} x {options.height} with hi-res scale "
             f"{scale:g}), {pixels / 2**20:.0f} megapixels; at most 64 megapixels (width x height x scale^2 "
-            f"<= {MAX_PIXELS}) are allowed")
+            f"<= {MAX_PIXELS:,}) are allowed")
 
 
 def options_problems(options: RenderOptions) -> list[str]:
@@ -193,11 +193,11 @@ def options_problems(options: RenderOptions) -> list[str]:
     return [why] if why else []
 
 
-def check_options(options: RenderOptions, *, source: str) -> RenderOptions:
-    """``options``, or SettingsError naming ``source`` with every rule they break."""
+def check_options(options: RenderOptions, *, source: str, where: str = "") -> RenderOptions:
+    """``options``, or SettingsError naming ``source`` (and ``where`` in it) with every rule they break."""
     problems = options_problems(options)
     if problems:
-        raise SettingsError([Diagnostic("error", p, file=source) for p in problems])
+        raise SettingsError([Diagnostic("error", where + p, file=source) for p in problems])
     return options
 
 
