@@ -283,7 +283,7 @@ def test_the_size_rule_is_stated_in_the_schema_and_help():
             assert schema["properties"][side]["multipleOf"] == 64
             assert "multiple of 64" in schema["properties"][side]["description"]
     res = cli("render", "--help")
-    assert "multiple of 64" in res.output
+    assert "multiple of 64" in res.output and "never rounded" in res.output and "floored" not in res.output
     assert "multiples of 64" in (REPO / "README.md").read_text()
 
 
