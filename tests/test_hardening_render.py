@@ -584,3 +584,24 @@ def test_a_png_whose_scene_has_too_many_regions_fails_alone(tmp_path, good_png):
               str(tmp_path / "o"))
     assert res.exit_code == 1 and f"{MAX_REGIONS + 1} regions" in res.stderr, res.output
     assert (tmp_path / "o" / "dragon" / "12345.png").is_file()
+
+
+def test_a_png_whose_chunks_follow_its_pixels_is_still_re_rendered(tmp_path, good_png):
+    """Tools that re-save a PNG may move text chunks after the pixels; --from-png still finds them."""
+    import struct
+    import zlib
+
+    data = good_png.read_bytes()
+    chunks, i = [], 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        chunks.append(data[i:i + 12 + length])
+        i += 12 + length
+    text = [c for c in chunks if c[4:8] in (b"tEXt", b"iTXt", b"zTXt")]
+    rest = [c for c in chunks if c not in text]
+    assert text and zlib.crc32(rest[-1][4:8]) == zlib.crc32(b"IEND")
+    moved = tmp_path / "moved" / "x.png"
+    moved.parent.mkdir()
+    moved.write_bytes(data[:8] + b"".join(rest[:-1] + text + rest[-1:]))
+    res = cli("render", "--from-png", str(moved), "-o", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output

@@ -101,13 +101,18 @@ def _add_provenance(info: PngImagePlugin.PngInfo, scene: Scene, options: RenderO
     info.add_itxt("parameters", a1111_parameters(scene, options, seed, stamp))
 
 
-def text_chunks(path) -> dict[str, str]:
+def text_chunks(path, *, after_pixels: bool = False) -> dict[str, str]:
     """A PNG's text chunks that come before its pixels (omostc writes all of its own there), read
     without decoding the pixels: an image of any size, or one whose header claims 40000 x 40000
-    pixels, costs nothing. ProvenanceError for a file that is not a readable image."""
+    pixels, costs nothing. ``after_pixels``: when omostc's chunks are not there, also those after
+    the pixels (a tool that re-saved the file may have moved them), which decodes the image.
+    ProvenanceError for a file that is not a readable image."""
     try:
         with Image.open(path) as im:
-            return {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
+            text = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
+            if after_pixels and SPEC_KEY not in text and KEY_CHUNK not in text:
+                text.update({k: v for k, v in dict(getattr(im, "text", {})).items() if isinstance(v, str)})
+            return text
     except Image.DecompressionBombError:
         raise ProvenanceError("cannot read the image: its header claims more pixels than Pillow opens "
                               "(a damaged or hostile file)") from None
@@ -119,7 +124,7 @@ def text_chunks(path) -> dict[str, str]:
 def read_provenance(path) -> RenderRecord:
     """How a PNG that omostc wrote was made; ProvenanceError (the caller names the file) for
     anything else."""
-    text = text_chunks(path)
+    text = text_chunks(path, after_pixels=True)
     if SPEC_KEY not in text and RENDER_KEY not in text and KEY_CHUNK in text:
         raise ProvenanceError("this PNG was rendered with --provenance none: it holds no scene or settings, so it "
                               "cannot be re-rendered")
