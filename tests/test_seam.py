@@ -43,8 +43,8 @@ def test_non_finite_flags_are_usage_errors_before_anything_loads(tmp_path, flag,
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--width", "100"], "multiple of 8"), (["--width", "32"], "at least 64"), (["--steps", "0"], "at least 1"),
-    (["--cfg", "101"], "at most 100"), (["--sketch-strength", "0"], "more than 0"),
+    (["--width", "100"], "multiple of 64"), (["--width", "32"], "at least 64"), (["--steps", "0"], "at least 1"),
+    (["--cfg", "101"], "at most 100"), (["--sketch-strength", "0"], "at least 0.01"),
     (["--highres-scale", "9"], "at most 8"), (["--dtype", "fp8"], "fp8"),
 ])
 def test_out_of_range_flags_are_usage_errors(tmp_path, args, words):
@@ -101,7 +101,7 @@ def test_schemas_and_flags_derive_from_the_declarations():
     for f, _, s in fields_of(RenderOptions):
         assert f.name in props and props[f.name]["description"] == (s.help if f.name != "highres" else
                                                                     props[f.name]["description"])
-    assert props["width"]["multipleOf"] == 8 and props["cfg"]["maximum"] == 100
+    assert props["width"]["multipleOf"] == 64 and props["cfg"]["maximum"] == 100
     flags = {o.__closure__ is None or True for o in click_options(RenderOptions)}
     assert flags  # decorators made
     res = CliRunner().invoke(main, ["render", "--help"])

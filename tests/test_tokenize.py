@@ -1,4 +1,6 @@
-"""The offline CLIP tokenizer gives the original CLIP ids; model folders load through transformers."""
+"""The offline CLIP tokenizer: with ``clean="reference"`` it gives the original CLIP ids (OpenAI's
+cleaning); by default the ids of a model folder's transformers tokenizer (tests/
+test_hardening_render.py checks that on the whole corpus). Model folders load through transformers."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from omostc.ir.lowering import lower
 
 @pytest.fixture(scope="module")
 def tok():
-    return default_tokenizer()
+    return default_tokenizer(clean="reference")
 
 
 TRICKY = [
@@ -71,11 +73,14 @@ def test_model_folder_tokenizers_load_through_transformers(tmp_path, tok):
     t1 = TransformersClipTokenizer.from_pretrained(tmp_path, "tokenizer")
     t2 = TransformersClipTokenizer.from_pretrained(tmp_path, subfolder="tokenizer_2")
     assert (t1.bos_id, t1.eos_id, t1.pad_id, t2.pad_id) == (49406, 49407, 49407, 0)
-    # transformers' CLIP tokenizer does no ftfy/HTML cleaning; on text that cleaning leaves alone
-    # (the great majority of prompts) its ids equal the original's.
+    # transformers' CLIP tokenizer does no ftfy/HTML cleaning: the reference cleaning changes
+    # some text; the offline tokenizer's default cleaning is transformers' own, on every text.
+    assert t1.encode(TRICKY) == default_tokenizer().encode(TRICKY)
+    assert t2.encode(TRICKY) == default_tokenizer(pad="zero").encode(TRICKY)
     plain = [t for t in TRICKY if t not in ("Tom &amp; Jerry", "mojibake: Ã©", "naïve café — “quotes” ’s it's",
                                            "Ünïcödé ÀÉÎÕÜ straße ﬁ")]
     assert t1.encode(plain) == tok.encode(plain)
+    assert t1.encode(["Moon’s"]) != tok.encode(["Moon’s"])  # ftfy straightens the apostrophe
     # SDXL's second tokenizer pads with "!", which transformers then also matches as a special
     # token inside text ("!!!" -> three ids instead of one); elsewhere the two agree.
     no_bang = [t for t in plain if "!" not in t]

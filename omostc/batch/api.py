@@ -18,10 +18,10 @@ from omostc.backends import registry
 from omostc.batch.profile import Profile, load_profile, with_overrides
 from omostc.batch.runner import MANIFEST, BatchItem, ItemResult, collect_batch, run_batch
 from omostc.diagnostics import Diagnostic, SettingsError
-from omostc.settings import check
-from omostc.spec.render import RenderOptions, resolve_options
+from omostc.spec.render import MAX_IMAGES, RenderOptions, check_options, resolve_options
 
 STATUSES = ("rendered", "skipped", "failed")
+COMMAND_LINE = "command line"  # where settings given to render_batch come from (the CLI's flags)
 
 
 @dataclass
@@ -96,7 +96,8 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
         chosen = with_overrides(loaded, options={k: v for k, v in given.items() if k in mine})
     else:
         chosen = prepare_profile(profile, model=model, backend=backend, backend_options=given)
-    check(resolve_options(None, settings, base=chosen.render), source="the settings given")
+    check_profile(chosen)
+    check_options(resolve_options(None, settings, base=chosen.render), source=COMMAND_LINE)
     problems = registry.get(chosen.backend).validate(chosen.options)  # the profile's own, before loading
     if problems:
         raise SettingsError([Diagnostic("error", p, file=chosen.origin) for p in problems])
@@ -125,6 +126,15 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
                   force=force or bool(from_png), failures=failures, on_result=done)
         failures = []
     return report
+
+
+def check_profile(profile: Profile) -> None:
+    """The profile's own settings by the rules every source follows (its fields are checked as it
+    loads; the rules across them, such as the pixel budget, here), before anything loads."""
+    check_options(profile.render, source=profile.origin)
+    if profile.seeds is not None and len(profile.seeds) > MAX_IMAGES:
+        raise SettingsError([Diagnostic("error", f"seeds: {len(profile.seeds)} seeds; at most {MAX_IMAGES} images "
+                                        "per spec are allowed", file=profile.origin)])
 
 
 def _executor(profile: Profile, kind: str, workers: int | None, address: str | None, threads: int | None,

@@ -18,12 +18,13 @@ from typing import TypeVar
 
 from omostc.backends import registry
 from omostc.backends.base import Backend, RenderOptions
-from omostc.batch.outputs import Stamp, png_bytes
+from omostc.batch.outputs import KEY_CHUNK, Stamp, png_bytes
 from omostc.batch.profile import Profile
 from omostc.settings import to_data
 from omostc.spec.model import Scene, scene_from_dict, scene_to_dict
 
-RenderResult = tuple[int, bytes | None, float, str | None]  # item index, PNG, seconds, error
+# item index, PNG, seconds, error, warnings (of lowering the scene with the backend's own tokenizers)
+RenderResult = tuple[int, bytes | None, float, str | None, list[str]]
 
 T = TypeVar("T")
 
@@ -57,9 +58,13 @@ def _made(make: Callable[[], T]) -> tuple[T | None, str | None]:
 
 
 def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[int], stamp: Stamp,
-                progress=None, extra_text: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
-    """Render a scene with a backend; PNG bytes (provenance embedded) per seed."""
+                progress=None, extra_text: dict[str, str] | None = None,
+                warnings: list[str] | None = None) -> list[tuple[int, bytes]]:
+    """Render a scene with a backend; PNG bytes (provenance embedded, as ``options.provenance``
+    says) per seed. The warnings of lowering the scene go to ``warnings``."""
     ir = backend.lower(scene)
+    if warnings is not None:
+        warnings += [d.message for d in ir.warnings]
     images = backend.render(ir, options, seeds, progress=progress)
     return [(seed, png_bytes(image, scene, options.snapped(), seed, stamp, extra_text))
             for seed, image in zip(seeds, images)]
@@ -74,14 +79,15 @@ def _payload(index: int, item, model_name: str | None) -> dict:
 def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: int, key: str,
             model_name: str | None, progress=None) -> RenderResult:
     started = time.perf_counter()
+    warnings: list[str] = []
     try:
         stamp = stamp_of(profile, backend, options, model_name)
         ((_, data),) = render_pngs(backend, scene, options, [seed], stamp, progress=progress,
-                                    extra_text={"omostc.key": key})
-        return index, data, time.perf_counter() - started, None
+                                    extra_text={KEY_CHUNK: key}, warnings=warnings)
+        return index, data, time.perf_counter() - started, None, warnings
     except Exception as exc:  # noqa: BLE001 - reported per item (a CUDA out-of-memory too); the batch goes on
         _free_accelerator_memory()
-        return index, None, time.perf_counter() - started, _described(exc)
+        return index, None, time.perf_counter() - started, _described(exc), warnings
 
 
 def _free_accelerator_memory() -> None:
@@ -145,7 +151,7 @@ def _stream(ray, actors: list, payloads: list[dict]) -> Iterator[RenderResult]:
             yield ray.get(ref)
         except ray.exceptions.RayError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            yield payload["index"], None, 0.0, f"{type(exc).__name__}: {first}"
+            yield payload["index"], None, 0.0, f"{type(exc).__name__}: {first}", []
         submit(actor)
 
 
@@ -158,7 +164,7 @@ class RenderWorker:
 
     def render(self, payload: dict) -> RenderResult:
         if self.backend is None:  # not loaded: load_error says why
-            return payload["index"], None, 0.0, self.load_error
+            return payload["index"], None, 0.0, self.load_error, []
         return _render(self.backend, self.profile, payload["index"], scene_from_dict(payload["scene"]),
                        RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
 
@@ -180,7 +186,7 @@ class LocalExecutor:
             if self.backend is None and self.load_error is None:
                 self.backend, self.load_error = _made(self.make)
             if self.backend is None:  # not loaded: load_error says why
-                yield index, None, 0.0, self.load_error
+                yield index, None, 0.0, self.load_error, []
                 continue
             step = ((lambda i, n, item=item, k=index: progress(item, k + 1, len(items), i, n))
                     if progress else None)

@@ -18,17 +18,17 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from PIL import Image
-
 from omostc.backends.base import RenderOptions, resolve_options
+from omostc.batch.outputs import KEY_CHUNK, RENDER_KEY, text_chunks
 from omostc.batch.profile import Profile
-from omostc.diagnostics import OmostcError, SettingsError
+from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
 from omostc.files import write_bytes_atomic, write_text_atomic
-from omostc.settings import check
+from omostc.settings import fields_of
 from omostc.spec.model import Scene, scene_to_dict
+from omostc.spec.render import MAX_IMAGES, MAX_REGIONS, MAX_SEED, check_options
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_SEED = 12345
@@ -47,7 +47,13 @@ class BatchItem:
 
     @property
     def key(self) -> str:
-        return f"{self.spec_hash}-{self.settings_hash}-{self.seed}"
+        """What made the picture, and how much its PNG tells (a PNG whose provenance changes is
+        written again). With ``provenance: none`` it is hashed too: the PNG tells nothing."""
+        key = f"{self.spec_hash}-{self.settings_hash}-{self.seed}"
+        mode = self.options.provenance
+        if mode == "none":
+            return "none-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        return key if mode == "full" else f"{key}-{mode}"
 
     def output(self, out_dir: Path) -> Path:
         return out_dir / self.name / f"{self.seed}.png"
@@ -65,6 +71,7 @@ class ItemResult:
     seconds: float = 0.0
     error: str | None = None
     finished: float = field(default_factory=time.time)
+    warnings: list[str] = field(default_factory=list)  # of lowering the scene for the backend (tokens cut, ...)
 
     def row(self) -> dict:
         return asdict(self)
@@ -82,33 +89,63 @@ def spec_hash(scene: Scene) -> str:
 
 
 def settings_hash(options: RenderOptions, profile: Profile) -> str:
-    return _digest({"options": asdict(options), "profile": profile.digest()})
+    """What in the settings decides the pixels (not how much the PNG tells: ``BatchItem.key``)."""
+    data = asdict(options)
+    for f, _, s in fields_of(RenderOptions):
+        if not s.pixels:
+            data.pop(f.name)
+    return _digest({"options": data, "profile": profile.digest()})
 
 
 def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: dict | None = None,
                seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
-    """The batch, one item per spec and seed, grouped by resolution (same-size renders together).
+    """The batch, one item per spec and seed, grouped by resolution (same-size renders together);
+    SettingsError for the first spec whose resolved settings break a rule (``collect_batch``
+    makes that spec a failure of its own instead)."""
+    items = [item for source, scene in sources for item in plan_source(source, scene, profile, overrides, seeds,
+                                                                           images)]
+    return sorted(items, key=_size)
+
+
+def _size(item: BatchItem) -> tuple[int, int]:
+    return item.options.width, item.options.height
+
+
+def plan_source(source: str, scene: Scene, profile: Profile, overrides: dict | None = None,
+                seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
+    """One spec's items, one per seed, its settings resolved and checked (SettingsError naming
+    ``source``) before anything is allocated.
 
     Seeds: ``seeds`` (command line), else the spec's ``render.seed`` counting up ``images``
     times, else the profile's seeds, else 12345 counting up."""
-    items: list[BatchItem] = []
-    for source, scene in sources:
-        options = resolve_options(scene.render, overrides, base=profile.render)
-        count = images or profile.images
-        if seeds:
-            item_seeds = list(seeds)
-        elif scene.render is not None and scene.render.seed is not None:
-            item_seeds = [scene.render.seed + i for i in range(count)]
-        elif profile.seeds:
-            item_seeds = list(profile.seeds)
-        else:
-            item_seeds = [DEFAULT_SEED + i for i in range(count)]
-        settings = settings_hash(options, profile)
-        name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
-        for seed in item_seeds:
-            items.append(BatchItem(name, source, scene, int(seed), options, scene_hash, settings, profile))
-    items.sort(key=lambda it: (it.options.snapped().width, it.options.snapped().height))
-    return items
+    options = check_options(resolve_options(scene.render, overrides, base=profile.render), source=source)
+    count = int(images or profile.images)
+    if seeds:
+        item_seeds = list(seeds)
+    elif scene.render is not None and scene.render.seed is not None:
+        item_seeds = [scene.render.seed + i for i in range(min(count, MAX_IMAGES + 1))]
+    elif profile.seeds:
+        item_seeds = list(profile.seeds)
+    else:
+        item_seeds = [DEFAULT_SEED + i for i in range(min(count, MAX_IMAGES + 1))]
+    problems = scene_problems(scene)
+    if len(item_seeds) > MAX_IMAGES:
+        problems.append(f"{len(item_seeds)} images of one spec; at most {MAX_IMAGES} are allowed")
+    if item_seeds and item_seeds[-1] > MAX_SEED:
+        problems.append(f"seeds counting up from {item_seeds[0]} pass the largest seed ({MAX_SEED})")
+    if problems:
+        raise SettingsError([Diagnostic("error", p, file=source) for p in problems])
+    settings = settings_hash(options, profile)
+    name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
+    return [BatchItem(name, source, scene, int(seed), options, scene_hash, settings, profile) for seed in item_seeds]
+
+
+def scene_problems(scene: Scene) -> list[str]:
+    """What makes a scene too large to render (compiling and lowering have no such limit)."""
+    if len(scene.regions) > MAX_REGIONS:
+        return [f"the scene has {len(scene.regions)} regions; at most {MAX_REGIONS} can be rendered "
+                "(each adds text tokens that every cross-attention layer attends to at every step)"]
+    return []
 
 
 @dataclass
@@ -124,34 +161,57 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
                   png_options: dict | None = None) -> Batch:
     """Load every input (specs or Canvas code; a bad one becomes a failure, not an exception),
     plan its items, and add exact re-renders of omostc PNGs (their own scene, settings, seed
-    and model; the profile switches to that model if it has none)."""
+    and model; the profile switches to that model if it has none). Every input's settings are
+    checked here, before any backend is made."""
     from omostc.api import load_scene
     from omostc.batch.outputs import read_provenance
 
-    sources, failures, warnings = [], [], []
+    items: list[BatchItem] = []
+    failures, warnings = [], []
+
+    def failed(source: str, exc: OmostcError) -> None:
+        warnings.extend(exc.diagnostics)  # printed with their context
+        # the report names the file: the first error's own words (and where), not its full rendering
+        failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed",
+                                   error=exc.summary()))
+
     for source in specs:
         try:
             scene, found = load_scene(source)
             warnings.extend(found)
-            sources.append((source, scene))
+            items += plan_source(source, scene, profile, overrides, seeds, images)
         except OmostcError as exc:
-            warnings.extend(exc.diagnostics)
-            # the report names the file: the first error's own words (and where), not its full rendering
-            failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed",
-                                       error=exc.summary()))
-    items = plan_items(sources, profile, overrides, seeds, images)
+            failed(source, exc)
+    items.sort(key=_size)
     for png in from_png:
         try:
             record = read_provenance(png)
-            check(record.options, source=f"{png}: its settings")
+            record.options = replace(record.options, **_not_pixels(overrides))  # how much the PNG tells
+            check_options(record.options, source=png, where=f"its {RENDER_KEY} chunk: ")
+            problems = scene_problems(record.scene)
+            if problems:
+                raise SettingsError([Diagnostic("error", p, file=png) for p in problems])
             png_profile = png_render_profile(record, profile, png_options or {})
         except OmostcError as exc:  # not an omostc PNG: a failure of its own, the rest still render
-            failures.append(ItemResult(name=Path(png).stem, source=png, seed=None, status="failed", error=str(exc)))
+            failed(png, _named(exc, png))
             continue
         items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, record.scene, record.seed,
                                record.options, spec_hash(record.scene), settings_hash(record.options, png_profile),
                                png_profile))
     return Batch(profile, items, failures, warnings)
+
+
+def _not_pixels(overrides: dict | None) -> dict:
+    """The settings given that do not change pictures (``provenance``): they apply to re-rendered
+    PNGs too, whose pictures are otherwise made exactly as before."""
+    names = {f.name for f, _, s in fields_of(RenderOptions) if not s.pixels}
+    return {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
+
+
+def _named(exc: OmostcError, source: str) -> OmostcError:
+    """``exc`` with its diagnostics placed in ``source`` (they named no file)."""
+    return OmostcError([replace(d, file=source) if d.file is None else d for d in exc.diagnostics] or
+                       [Diagnostic("error", str(exc) or type(exc).__name__, file=source)])
 
 
 def png_render_profile(record, profile: Profile, given: dict | None = None) -> Profile:
@@ -181,32 +241,39 @@ def png_render_profile(record, profile: Profile, given: dict | None = None) -> P
 
 
 def rendered_key(path: Path) -> str | None:
-    """The key a PNG was rendered with, or None if it is missing or unreadable."""
+    """The key a PNG was rendered with, or None if it is missing or unreadable (then it is
+    rendered again and replaced). Its pixels are not decoded."""
+    if not path.is_file():
+        return None
     try:
-        with Image.open(path) as image:
-            key = getattr(image, "text", {}).get("omostc.key")  # only PNGs have text chunks
-            return key if isinstance(key, str) else None
-    except (OSError, SyntaxError, ValueError):
+        return text_chunks(path).get(KEY_CHUNK)
+    except OmostcError:
         return None
 
 
 class Manifest:
-    """``manifest.jsonl``: one row per (spec, seed), rewritten atomically after every change."""
+    """``manifest.jsonl``: one row per (spec, seed), rewritten atomically after every change.
+
+    Read tolerantly: a line that is not UTF-8, not JSON, or not a row (a foreign or damaged
+    line) is skipped, and the next write drops it. Written as UTF-8 always: text that cannot be
+    (a file name that is not UTF-8 reaches Python as lone surrogates) is written as JSON escapes."""
 
     def __init__(self, path: Path):
         self.path = path
         self.rows: dict[tuple[str, int | None], dict] = {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for raw in path.read_bytes().splitlines():
                 try:
-                    row = json.loads(line)
+                    row = json.loads(raw.decode("utf-8"))
                     self.rows[(row["name"], row.get("seed"))] = row
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a foreign or damaged line: the next write drops it
 
     def record(self, result: ItemResult) -> None:
         self.rows[(result.name, result.seed)] = result.row()
-        write_text_atomic(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values()))
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values())
+        # a lone surrogate becomes its JSON escape (\\udce9), which reads back as the same string
+        write_text_atomic(self.path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, model_name: str | None = None,
@@ -239,14 +306,15 @@ def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, m
             done(ItemResult(status="skipped", **common(item)))
         else:
             todo.append(item)
-    for index, data, seconds, error in executor.map(todo, model_name):
+    for index, data, seconds, error, warnings in executor.map(todo, model_name):
         item = todo[index]
         if error is None:
             try:
                 write_bytes_atomic(item.output(out_dir), data)
             except OSError as exc:
                 error = f"cannot write {item.output(out_dir)}: {exc.strerror or exc}"
-        done(ItemResult(status="failed" if error else "rendered", seconds=seconds, error=error, **common(item)))
+        done(ItemResult(status="failed" if error else "rendered", seconds=seconds, error=error,
+                        warnings=list(warnings), **common(item)))
     return results
 
 

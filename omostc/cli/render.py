@@ -14,7 +14,7 @@ import click
 from omostc.backends import registry
 from omostc.backends.common.logs import quiet_libraries
 from omostc.cli.common import fail, print_diagnostics
-from omostc.diagnostics import OmostcError, SettingsError
+from omostc.diagnostics import OmostcError, SettingsError, printable
 from omostc.settings import click_options, fields_of, gather
 from omostc.spec.render import MAX_SEED, RenderOptions
 
@@ -102,7 +102,14 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
         click.echo(f"\r  [{position}/{total}] {item.name} seed {item.seed} [{bar:<20}] step {step}/{steps}\033[K",
                    err=True, nl=False)
 
+    warned: set[tuple[str, str]] = set()
+
     def report_item(result) -> None:
+        for message in result.warnings if not quiet_output else []:  # once per input, not per seed
+            if (result.source, message) not in warned:
+                warned.add((result.source, message))
+                line = f"{printable(result.source)}: warning: {printable(message)}"
+                click.echo(f"\r{line}\033[K" if live else line, err=True)
         if log_format == "json":
             click.echo(json.dumps(result.row(), ensure_ascii=False), err=True)
         elif result.status == "failed":

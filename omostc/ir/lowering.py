@@ -38,13 +38,14 @@ def _layers(scene: Scene) -> list[Layer]:
     return layers
 
 
-def lower(scene: Scene, tokenizer: ClipTokenizer | None = None) -> SceneIR:
+def lower(scene: Scene, tokenizer: ClipTokenizer | None = None, second: ClipTokenizer | None = None) -> SceneIR:
     """The neutral IR of a scene; with a CLIP ``tokenizer`` (a model's own, or
     ``default_tokenizer()``, the offline one), also its 77-token bags (``ir.text``), as the Stable
-    Diffusion family reads them."""
+    Diffusion family reads them. ``second``: the tokenizer of a second text encoder reading the
+    same bags (a two-encoder model's), whose disagreements on token counts are warned."""
     layers = _layers(scene)
     sketch = color_sketch(layers[0].color, ((layer.box, layer.color) for layer in layers[1:]))
     if tokenizer is None:
         return SceneIR(layers=layers, sketch=sketch)
-    text, warnings = clip_bags(layers, tokenizer)
+    text, warnings = clip_bags(layers, tokenizer, second)
     return SceneIR(layers=layers, sketch=sketch, text=text, warnings=warnings)

@@ -74,8 +74,9 @@ class SDXLRegionalBackend:
         return self.encoder.tok1
 
     def lower(self, scene: Scene) -> SceneIR:
-        """The neutral IR with 77-token bags counted by this model's first tokenizer."""
-        return lower(scene, self.tokenizer)
+        """The neutral IR with 77-token bags counted by this model's first tokenizer; a sub-prompt
+        its second tokenizer counts differently is warned (``ir.warnings``)."""
+        return lower(scene, self.tokenizer, self.encoder.tok2)
 
     def parameters(self, options: RenderOptions) -> list[str]:
         sampler = self.options.sampler
@@ -141,8 +142,8 @@ class SDXLRegionalBackend:
         scheduler = cls.from_config(self.model.scheduler_config or {})
         scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps
-        if strength < 1.0:
-            start = steps - min(int(steps * strength), steps)
+        if strength < 1.0:  # at least one step: diffusers' own rule leaves none for steps x strength < 1
+            start = steps - max(1, min(int(steps * strength), steps))
             timesteps = timesteps[start * scheduler.order:]
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(start * scheduler.order)

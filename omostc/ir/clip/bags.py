@@ -107,10 +107,16 @@ class ClipBags:
         return out
 
 
-def clip_bags(layers: Sequence[Layer], tokenizer) -> tuple[ClipBags, list[Diagnostic]]:
-    """The bags of every layer, and a warning for each sub-prompt or chunk that had to be cut."""
-    tokenizer.encode([t for layer in layers for t in (*layer.prefixes, *layer.suffixes)])  # one batch
-    warnings: list[Diagnostic] = []
+def clip_bags(layers: Sequence[Layer], tokenizer, second=None) -> tuple[ClipBags, list[Diagnostic]]:
+    """The bags of every layer, and a warning for each sub-prompt or chunk that had to be cut.
+
+    ``second``: the tokenizer of a second text encoder that reads the same bags (a model
+    folder's ``tokenizer_2``); a text it splits into a different number of tokens is warned, naming the
+    layer and the sub-prompt, because its chunks then hold other text than the first encoder's
+    (Omost asserts there). OpenCLIP's tokenizer there reads ``!`` as its pad token: ``Wow!``."""
+    texts = [t for layer in layers for t in (*layer.prefixes, *layer.suffixes)]
+    tokenizer.encode(texts)  # one batch
+    warnings: list[Diagnostic] = [] if second is None else _length_warnings(layers, tokenizer, second, texts)
     planned = []
     for layer in layers:
         tokens = tokenize_layer(layer.prefixes, layer.suffixes, tokenizer)
@@ -131,3 +137,19 @@ def clip_bags(layers: Sequence[Layer], tokenizer) -> tuple[ClipBags, list[Diagno
 
 def _warning(layer: Layer, message: str) -> Diagnostic:
     return Diagnostic("warning", f"{layer.label()}: {message}", file=None)
+
+
+def _length_warnings(layers: Sequence[Layer], first, second, texts: list[str]) -> list[Diagnostic]:
+    counts = {t: (len(a), len(b)) for t, a, b in zip(texts, first.encode(texts), second.encode(texts))}
+    out = []
+    for layer in layers:
+        named = [*((f"prefix {i}", t) for i, t in enumerate(layer.prefixes)),
+                 *((f"sub-prompt {i}", t) for i, t in enumerate(layer.suffixes))]
+        for what, text in named:
+            n1, n2 = counts[text]
+            if n1 != n2:
+                excerpt = text if len(text) <= 60 else text[:57] + "..."
+                out.append(_warning(layer, f"{what} ({excerpt!r}) is {n1} tokens to {first.name} but {n2} to "
+                                           f"{second.name}, which reads '!' as its padding token; the two text "
+                                           "encoders see different text there"))
+    return out

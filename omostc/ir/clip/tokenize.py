@@ -4,11 +4,18 @@ Two sources of a tokenizer, one interface (``ClipTokenizer``):
 
 * a model's own ``tokenizer/`` and ``tokenizer_2/`` folders, loaded with transformers
   (``from_pretrained``), as the renderer uses them;
-* without a model (compile-only use, CI), the original CLIP BPE built offline from the
-  vocabulary file that the ``openai-clip`` package ships (``bpe_simple_vocab_16e6.txt.gz``),
-  with the ``tokenizers`` library: the same 49,408-entry vocabulary and merges, the same text
-  cleaning (ftfy, HTML unescaping, whitespace folding, lower case) and the same pre-token
-  split as OpenAI's reference tokenizer.
+* without a model (compile-only use, CI, the preview backend), the CLIP BPE built offline from
+  the vocabulary file that the ``openai-clip`` package ships (``bpe_simple_vocab_16e6.txt.gz``),
+  with the ``tokenizers`` library: the same 49,408-entry vocabulary and merges and the same
+  pre-token split as OpenAI's reference tokenizer.
+
+The offline tokenizer cleans text as the renderer's tokenizer does (``clean="model"``, the
+default): transformers' ``CLIPTokenizer`` (tokenizers-backed; ``CLIPTokenizerFast`` in
+transformers 4) normalises with NFC, whitespace runs folded to one space, and lower case, and
+nothing else: no ftfy, no HTML unescaping. So its bags are the ones the renderer makes
+(a curly apostrophe, "Moon’s", is 4 tokens there and 3 after ftfy straightens it). OpenAI's
+reference cleaning (ftfy, HTML unescaping twice, whitespace folded, lower case) is
+``clean="reference"``.
 
 Token ids of every distinct text are cached per tokenizer, so a batch tokenises each
 sub-prompt once. The cache is least-recently-used, bounded at ``TOKEN_CACHE_ENTRIES`` texts.
@@ -39,6 +46,8 @@ CLIP_MERGES = 49152 - 256 - 2  # merges the original tokenizer reads from the fi
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 CONTEXT = 77  # tokens per chunk, BOS and EOS included
+ZERO_PAD = "!"  # OpenCLIP ViT-bigG's pad token (id 0), of a model folder's tokenizer_2
+CLEANINGS = ("model", "reference")
 BUDGET = CONTEXT - 2  # text tokens per chunk
 
 # Texts whose token ids a tokenizer keeps (least recently used go first). A scene has some tens
@@ -136,35 +145,48 @@ def full_clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
-@lru_cache(maxsize=4)
-def _offline_backend(path: str):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+@lru_cache(maxsize=8)
+def _offline_backend(path: str, clean: str = "reference", pad: str = "eos"):
+    """The BPE pipeline. ``clean="model"`` is exactly transformers' ``CLIPTokenizer`` as loaded
+    from a diffusers ``tokenizer/`` folder (``write_tokenizer_folder``): its normalizer, its
+    pre-tokenizer, and its special tokens (with ``pad="zero"``, ``!`` is one of them, as in
+    a model folder's ``tokenizer_2``). ``clean="reference"`` expects text already cleaned by ``clean_text``."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     vocab, merges = read_clip_bpe(Path(path))
     bpe = models.BPE(vocab=vocab, merges=merges, unk_token=EOS, end_of_word_suffix="</w>",
                      continuing_subword_prefix="", fuse_unk=False)
     tok = Tokenizer(bpe)
+    model = clean == "model"
+    if model:
+        tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                               normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_PRETOKEN), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=model),
     ])
     tok.decoder = decoders.ByteLevel()
     # As in the reference, the two marker strings in a text are the special tokens themselves.
-    tok.add_special_tokens([AddedToken(BOS, normalized=False), AddedToken(EOS, normalized=False)])
+    special = [BOS, EOS] + ([ZERO_PAD] if model and pad == "zero" else [])
+    tok.add_special_tokens([AddedToken(t, normalized=False) for t in special])
     return tok
 
 
 @dataclass
 class OfflineClipTokenizer:
-    """The original CLIP tokenizer, built from its BPE file without any model download.
+    """The CLIP tokenizer, built from its BPE file without any model download.
 
     ``pad`` is the padding convention: ``"eos"`` as Stable Diffusion's CLIP ViT-L tokenizer,
-    ``"zero"`` (id 0, ``!``) as the OpenCLIP ViT-bigG one beside it.
+    ``"zero"`` (id 0, ``!``) as the OpenCLIP ViT-bigG one beside it. ``clean``: ``"model"``
+    (the default) gives the ids of transformers' tokenizer of a model folder, what the renderer
+    uses (with ``pad="zero"``, of a model folder's ``tokenizer_2``, which reads ``!`` as its pad token);
+    ``"reference"`` the ids of OpenAI's reference tokenizer (ftfy and HTML cleaning).
     """
 
     pad: str = "eos"
     vocab_path: Path | None = None
     name: str = "clip-bpe"
+    clean: str = "model"
     bos_id: int = CLIP_VOCAB_SIZE - 2
     eos_id: int = CLIP_VOCAB_SIZE - 1
     _cache: LRU[str, list[int]] = field(default_factory=lambda: LRU(TOKEN_CACHE_ENTRIES), repr=False, compare=False)
@@ -172,8 +194,10 @@ class OfflineClipTokenizer:
     def __post_init__(self):
         if self.pad not in ("eos", "zero"):
             raise TokenizerError(f"pad must be 'eos' or 'zero', not {self.pad!r}")
+        if self.clean not in CLEANINGS:
+            raise TokenizerError(f"clean must be one of {', '.join(CLEANINGS)}, not {self.clean!r}")
         self.vocab_path = Path(self.vocab_path) if self.vocab_path else find_clip_vocab()
-        self._backend = _offline_backend(str(self.vocab_path))
+        self._backend = _offline_backend(str(self.vocab_path), self.clean, self.pad)
 
     @property
     def pad_id(self) -> int:
@@ -184,7 +208,8 @@ class OfflineClipTokenizer:
         return [ids[t] for t in texts]
 
     def _encode_batch(self, texts: list[str]) -> list[list[int]]:
-        encodings = self._backend.encode_batch([clean_text(t) for t in texts], add_special_tokens=False)
+        cleaned = texts if self.clean == "model" else [clean_text(t) for t in texts]
+        encodings = self._backend.encode_batch(cleaned, add_special_tokens=False)
         return [enc.ids for enc in encodings]
 
 
@@ -228,10 +253,11 @@ class TransformersClipTokenizer:
         return self.tokenizer(texts, truncation=False, add_special_tokens=False).input_ids
 
 
-@lru_cache(maxsize=2)
-def default_tokenizer(pad: str = "eos") -> OfflineClipTokenizer:
-    """The offline CLIP tokenizer, built once per process."""
-    return OfflineClipTokenizer(pad=pad)
+@lru_cache(maxsize=4)
+def default_tokenizer(pad: str = "eos", clean: str = "model") -> OfflineClipTokenizer:
+    """The offline CLIP tokenizer (by default counting as a model's transformers tokenizer does),
+    built once per process."""
+    return OfflineClipTokenizer(pad=pad, clean=clean)
 
 
 def write_tokenizer_folder(folder: str | os.PathLike, *, pad: str = "eos", vocab_path: Path | None = None) -> Path:
@@ -253,7 +279,7 @@ def write_tokenizer_folder(folder: str | os.PathLike, *, pad: str = "eos", vocab
         "bos_token": BOS,
         "eos_token": EOS,
         "unk_token": EOS,
-        "pad_token": EOS if pad == "eos" else "!",
+        "pad_token": EOS if pad == "eos" else ZERO_PAD,
         "do_lower_case": True,
         "errors": "replace",
         "add_prefix_space": False,
