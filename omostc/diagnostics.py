@@ -110,6 +110,7 @@ class CompileError(OmostcError):
     """Canvas code that cannot be compiled; carries every located diagnostic."""
 
     answer: str | None = None  # set by the LLM front: the model's answer that did not compile
+    interrupted: bool = False  # set by the LLM front: the answer was cut short by Ctrl-C
 
     def __init__(self, diagnostics: list[Diagnostic], *, truncated: bool = False):
         super().__init__(list(diagnostics))
@@ -141,3 +142,5 @@ class RenderError(OmostcError):
 
 class LLMError(OmostcError):
     """A language model or server that cannot answer."""
+
+    answer: str | None = None  # set by the LLM front: the text streamed before the error, for --partial use

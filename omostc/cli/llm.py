@@ -3,19 +3,35 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from omostc.cli.common import fail, print_diagnostics
-from omostc.diagnostics import CompileError, OmostcError
+from omostc.cli.common import located
+from omostc.diagnostics import CompileError, Diagnostic, LLMError, OmostcError, printable
 from omostc.files import write_text_atomic
 from omostc.llm.api import DEFAULT_MODEL, GRAMMAR_MODES, MODEL_KINDS, LLMSettings
-from omostc.llm.conversation import MAX_NEW_TOKENS, TEMPERATURE, TOP_P, SamplingOptions
+from omostc.llm.conversation import (
+    DEFAULT_TIMEOUT,
+    MAX_NEW_TOKENS,
+    MAX_TIMEOUT,
+    TEMPERATURE,
+    TOP_P,
+    SamplingOptions,
+)
+from omostc.spec.model import Scene
 from omostc.spec.yamlio import dumps_spec, schema_ref_for
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and math.isnan(value):  # FloatRange lets NaN through: it compares false with both ends
+        raise click.BadParameter("must be a number of seconds, not nan", ctx, param)
+    return value
 
 
 def _llm_options(f: Callable) -> Callable:
@@ -42,6 +58,11 @@ def _llm_options(f: Callable) -> Callable:
         click.option("--model-kind", type=click.Choice(list(MODEL_KINDS)), default=None,
                      help="generic: a model not trained on Omost (Qwen, Llama 3.x instruct, ...) gets instructions "
                           "and a worked example (default: omost if the name says so, else generic)."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=MAX_TIMEOUT), default=None,
+                     callback=_seconds,
+                     help="Give up on an answer after this many seconds: the whole request to a server (default "
+                          f"{DEFAULT_TIMEOUT:g}, also the socket timeout), or the generation of a model run here "
+                          "(default: no limit)."),
         click.option("-q", "--quiet", is_flag=True, help="Do not stream the answer to the terminal."),
     ]):
         f = option(f)
@@ -51,25 +72,47 @@ def _llm_options(f: Callable) -> Callable:
 def _settings(kw: dict[str, Any]) -> LLMSettings:
     return LLMSettings(model=kw["llm_model"], base_url=kw["base_url"], api_key=kw["api_key"],
                        constrain=kw["constrain"], grammar=kw["grammar_mode"], model_kind=kw["model_kind"],
-                       retries=kw["retries"],
+                       retries=kw["retries"], timeout=kw["timeout"],
                        sampling=SamplingOptions(kw["temperature"], kw["top_p"], kw["max_tokens"], kw["seed"]))
+
+
+def _print(diagnostics: Iterable[Diagnostic], quiet: bool = False) -> None:
+    """Print diagnostics, escaped for the terminal: they quote model answers and server replies."""
+    for d in diagnostics:
+        if not (quiet and d.severity == "warning"):
+            click.echo(printable(d.format()), err=True)
+
+
+def _fail(exc: OmostcError, file: str | None = None) -> NoReturn:
+    _print(located(exc, file))
+    sys.exit(1)
+
+
+def _echo(err: bool) -> Callable[[str], None]:
+    """Stream a model's text to the terminal, its control characters escaped (``\\x1b``), so that
+    nothing in an answer acts on the terminal."""
+    return lambda text: click.echo(printable(text), err=err, nl=False)
 
 
 def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
     """Run ``ask(settings, on_text)`` (``omostc.generate`` or ``edit``), stream, report, write."""
     quiet, output, retries = kw["quiet"], kw["output"], kw["retries"]
-    echo = None if quiet else (lambda text: click.echo(text, err=True, nl=False))
     try:
-        answer = ask(_settings(kw), echo)
+        answer = ask(_settings(kw), None if quiet else _echo(err=True))
     except CompileError as exc:
         if not quiet:
             click.echo("", err=True)
-        print_diagnostics(exc.diagnostics)
+        _print(exc.diagnostics)
+        if exc.interrupted:
+            click.echo("interrupted: the answer so far has no complete call to keep", err=True)
+            sys.exit(130)
         click.echo(f"the answer{'s' if retries else ''} did not compile"
                    + (f" ({retries + 1} attempts)" if retries else ""), err=True)
         sys.exit(1)
     except OmostcError as exc:
-        fail(exc)
+        if not quiet and isinstance(exc, LLMError) and exc.answer:
+            click.echo("", err=True)  # end the streamed line
+        _fail(exc)
     if not quiet:
         click.echo("", err=True)
     if answer.dropped_turns:
@@ -77,13 +120,15 @@ def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
                    "oldest turns (the system prompt and the latest canvas are kept)", err=True)
     if answer.generation.interrupted:
         click.echo("interrupted: keeping the calls completed so far", err=True)
-    print_diagnostics(answer.warnings, quiet)
-    text = dumps_spec(answer.scene, schema_ref=schema_ref_for(output))
+    _print(answer.warnings, quiet)
     if output:
-        write_text_atomic(output, text)
+        problem = _write_spec(output, answer.scene)
+        if problem:
+            click.echo(problem, err=True)
+            sys.exit(1)
         click.echo(f"-> {output} (attempt {answer.generation.attempts})", err=True)
     else:
-        click.echo(text, nl=False)
+        click.echo(dumps_spec(answer.scene, schema_ref=schema_ref_for(None)), nl=False)
 
 
 @click.command()
@@ -108,7 +153,7 @@ def edit(spec: str, request: str, **kw: Any) -> None:
     try:
         scene, _ = load_scene(spec)
     except OmostcError as exc:
-        fail(exc, spec)
+        _fail(exc, spec)
     _answer(lambda settings, echo: edit_scene(scene, request, settings, on_text=echo), kw)
 
 
@@ -131,34 +176,32 @@ def chat(save_path: str, **kw: Any) -> None:
 
     session = open_session(_settings(kw))
     target = kw["output"] or save_path
-    echo = None if kw["quiet"] else (lambda text: click.echo(text, nl=False))
+    echo = None if kw["quiet"] else _echo(err=False)
     click.echo(CHAT_HELP)
 
     def save(path: str) -> bool:
         if session.scene is None:
             click.echo("no scene yet")
             return False
-        try:
-            write_text_atomic(path, dumps_spec(session.scene, schema_ref=schema_ref_for(path)))
-        except OSError as exc:
-            click.echo(f"{path}: error: cannot write: {exc.strerror or exc}")
-            return False
-        click.echo(f"saved {path}")
-        return True
+        problem = _write_spec(path, session.scene)
+        click.echo(problem or f"saved {printable(path)}")
+        return not problem
 
     def answer(action: Callable[[], Any]) -> None:
         try:
             result = action()
         except CompileError as exc:
             click.echo("")
-            print_diagnostics(exc.diagnostics)
+            _print(exc.diagnostics)
             click.echo("the answer did not compile: /retry, /edit or /undo")
             return
         except OmostcError as exc:
-            click.echo(f"error: {exc}")
+            if echo is not None and isinstance(exc, LLMError) and exc.answer:
+                click.echo("")  # end the streamed line
+            _print(exc.diagnostics or [Diagnostic("error", str(exc), file=None)])
             return
         click.echo("")
-        print_diagnostics(result.result.warnings)
+        _print(result.result.warnings)
         if result.interrupted:
             click.echo("interrupted: keeping the calls completed so far")
         save(target)
@@ -192,18 +235,33 @@ def chat(save_path: str, **kw: Any) -> None:
             answer(partial(session.ask, line, echo))
 
 
+def _write_spec(path: str, scene: Scene) -> str | None:
+    """Write a spec; None, or a one-line error naming the path (the session or command goes on)."""
+    name = printable(path)
+    if "\x00" in path:
+        return f"{name}: error: cannot write: a file name cannot contain a NUL character"
+    if not os.path.basename(path) or os.path.isdir(path):
+        return f"{name}: error: cannot write: it is a folder; give a file name"
+    try:
+        write_text_atomic(path, dumps_spec(scene, schema_ref=schema_ref_for(path)))
+    except (OSError, ValueError) as exc:
+        return f"{name}: error: cannot write: {printable(getattr(exc, 'strerror', None) or str(exc))}"
+    return None
+
+
 def _render_in_chat(spec: str, profile: str | None) -> None:
     from omostc.batch.api import render_batch
 
     try:
         report = render_batch([spec], profile=profile)
     except OmostcError as exc:
-        print_diagnostics(exc.diagnostics)
+        _print(exc.diagnostics)
         return
     except OSError as exc:
-        click.echo(f"error: cannot write: {exc.strerror or exc}")
+        click.echo(f"error: cannot write: {printable(exc.strerror or str(exc))}")
         return
-    print_diagnostics(report.warnings)
+    _print(report.warnings)
     for r in report.results:
-        click.echo(f"{r.name} seed {r.seed}: {r.status}" + (f" -> {r.output}" if r.output and r.status != "failed"
-                                                            else f": {r.error}" if r.error else ""))
+        click.echo(printable(f"{r.name} seed {r.seed}: {r.status}"
+                             + (f" -> {r.output}" if r.output and r.status != "failed"
+                                else f": {r.error}" if r.error else "")))

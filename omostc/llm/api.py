@@ -9,6 +9,7 @@ from typing import Any
 
 from omostc.diagnostics import Diagnostic
 from omostc.llm.conversation import (
+    DEFAULT_TIMEOUT,
     SamplingOptions,
     edit_conversation,
     estimate_tokens,
@@ -35,6 +36,7 @@ class LLMSettings:
     model_kind: str | None = None  # omost or generic (default: from the model's name)
     sampling: SamplingOptions | None = None
     retries: int = 0
+    timeout: float | None = None  # seconds for one answer (default: 600 from a server, none for a model run here)
 
     @property
     def kind(self) -> str:
@@ -49,8 +51,9 @@ def chat_backend(settings: LLMSettings) -> Any:
     constrain = settings.constrain if settings.constrain is not None else "omost" not in settings.model.lower()
     if settings.base_url:
         return OpenAIChatBackend(base_url=settings.base_url, model=settings.model, api_key=settings.api_key,
-                                 grammar=settings.grammar if constrain else None)
-    return TransformersChatBackend(settings.model, constrain=constrain)
+                                 grammar=settings.grammar if constrain else None,
+                                 timeout=settings.timeout or DEFAULT_TIMEOUT)
+    return TransformersChatBackend(settings.model, constrain=constrain, timeout=settings.timeout)
 
 
 @dataclass

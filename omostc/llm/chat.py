@@ -26,22 +26,27 @@ class ChatSession:
 
     def __post_init__(self):
         self._fixed = len(self.messages)  # the system prompt (and a worked example): never undone
+        self._unanswered: str | None = None  # a request the server failed to answer at all: retried, not kept
 
     @property
     def scene(self) -> Scene | None:
         return next((s for s in reversed(self.scenes) if s is not None), None)
 
     def ask(self, text: str, on_text: Callable[[str], None] | None = None, seed: int | None = None) -> Generation:
+        self._unanswered = None
         messages, _ = trim_conversation([*self.messages, Message("user", text)],
                                         getattr(self.backend, "count_tokens", estimate_tokens),
                                         reserve=self.sampling.max_tokens)
         sampling = SamplingOptions(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens,
                                    self.sampling.seed if seed is None else seed)
-        self.messages = messages
         try:
             result = generate_scene(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text)
-        except CompileError as exc:  # keep the turn, so it can be retried, undone or edited
-            self.messages = [*messages, Message("assistant", getattr(exc, "answer", ""))]
+        except (CompileError, LLMError) as exc:
+            if isinstance(exc, LLMError) and not exc.answer:  # no answer at all: the conversation stays as it was
+                self._unanswered = text
+                raise
+            # keep the turn and what was answered, so it can be retried, undone or edited
+            self.messages = [*messages, Message("assistant", exc.answer or "")]
             self.scenes.append(None)
             raise
         self.messages = [*messages, Message("assistant", result.answer)]
@@ -50,6 +55,9 @@ class ChatSession:
 
     def undo(self) -> bool:
         """Forget the last question and its answer."""
+        if self._unanswered is not None:
+            self._unanswered = None
+            return True
         if len(self.messages) < self._fixed + 2:
             return False
         self.messages = self.messages[:-2]
@@ -57,6 +65,8 @@ class ChatSession:
         return True
 
     def last_input(self) -> str | None:
+        if self._unanswered is not None:
+            return self._unanswered
         return next((m.content for m in reversed(self.messages) if m.role == "user"), None)
 
     def retry(self, on_text=None) -> Generation:

@@ -15,6 +15,8 @@ from omostc.spec.model import Message, Scene
 from omostc.spec.tables import system_prompt
 
 TEMPERATURE, TOP_P, MAX_NEW_TOKENS = 0.6, 0.9, 4096  # Omost's app defaults (OMOST.md section 8)
+DEFAULT_TIMEOUT = 600.0  # seconds for a whole request to a server
+MAX_TIMEOUT = 7 * 24 * 3600.0  # a longer one is taken as this (timers and sockets take no infinite timeout)
 
 
 GENERIC_INSTRUCTIONS = (

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from omostc.compiler.decompile import decompile
 from omostc.compiler.parse import CompileResult, compile_canvas
-from omostc.diagnostics import CompileError
+from omostc.diagnostics import CompileError, LLMError
 from omostc.llm.conversation import SamplingOptions, worked_example
 from omostc.spec.model import Message, Provenance, Scene
 
@@ -27,8 +27,10 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
              on_text: Callable[[str], None] | None = None, prompt: str | None = None) -> Generation:
     """Ask for a canvas until an answer compiles (``retries`` more times, each with a new seed).
 
-    Raises the last CompileError when no answer compiles. The scene records its provenance: the
-    prompt, the model and the whole conversation, answer included."""
+    Raises the last CompileError when no answer compiles; an LLMError when the model or server
+    fails, with the text it had sent in the error's ``answer`` (``compile_canvas(exc.answer,
+    partial=True)`` keeps its complete calls). Ctrl-C stops the answer where it is (``interrupted``).
+    The scene records its provenance: the prompt, the model and the whole conversation, answer included."""
     sampling = sampling or SamplingOptions()
     rng = random.Random(sampling.seed)
     errors: list[CompileError] = []
@@ -44,6 +46,9 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
                     on_text(text)
         except KeyboardInterrupt:  # stop generating, keep what was written
             interrupted = True
+        except LLMError as exc:  # a server or model that failed partway: the answer so far goes with the error
+            exc.answer = "".join(parts)
+            raise
         finally:
             stream.close()
         answer = "".join(parts)
@@ -55,6 +60,7 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
                 result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted)
         except CompileError as exc:
             exc.answer = answer  # the text that did not compile, for whoever keeps the conversation
+            exc.interrupted = interrupted
             errors.append(exc)
             if interrupted:
                 raise

@@ -4,14 +4,22 @@ variants, or any chat model; optionally decoding under the Canvas grammar (xgram
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from omostc.compiler.grammar import Limits, canvas_gbnf
-from omostc.diagnostics import LLMError
-from omostc.llm.conversation import SamplingOptions
+from omostc.diagnostics import LLMError, printable
+from omostc.llm.conversation import MAX_TIMEOUT, SamplingOptions
 from omostc.spec.model import Message
+
+STOP_GRACE = 5.0  # seconds after a Ctrl-C that a second one waits for the model to stop
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -27,6 +35,7 @@ class TransformersChatBackend:
     dtype: str = "bf16"
     constrain: bool = False  # decode under the Canvas grammar (xgrammar): every answer compiles
     limits: Limits = field(default_factory=Limits)
+    timeout: float | None = None  # seconds a generation may take (None: no limit)
 
     def __post_init__(self):
         self._model: Any | None = None  # the causal LM AutoModelForCausalLM picks, once loaded
@@ -103,15 +112,19 @@ class TransformersChatBackend:
         return [cast(str, tokenizer.decode(row[input_ids.shape[1]:], skip_special_tokens=True)) for row in out]
 
     def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
-        import threading
-
+        """The answer as it is generated. Generation runs in a thread; this one waits on its text,
+        so that Ctrl-C, a deadline or a consumer that stops early stop it after its current token,
+        and the thread has always ended when this returns or raises: a process that exits while the
+        thread is inside torch's or xgrammar's C++ code aborts ("terminate called without an active
+        exception"). Ctrl-C ends the stream with KeyboardInterrupt, once the thread has ended."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         model, tokenizer = self._load()
         input_ids = self.prompt_ids(messages).to(model.device)
-        streamer = TextIteratorStreamer(tokenizer, timeout=600.0, skip_prompt=True, skip_special_tokens=True)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
+        failed: list[BaseException] = []
 
         class Stop(StoppingCriteria):
             def __call__(self, *args, **kwargs) -> bool:
@@ -121,13 +134,94 @@ class TransformersChatBackend:
             torch.manual_seed(sampling.seed)
         kwargs = self._generate_kwargs(input_ids, sampling)
         kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([Stop()]))
-        thread = threading.Thread(target=model.generate, kwargs=kwargs, daemon=True)
-        thread.start()
-        try:
-            yield from streamer
-        finally:  # also on Ctrl-C or when the consumer stops early: stop generating, keep what came
-            stop.set()
-            thread.join()
+
+        def generate() -> None:
+            try:
+                model.generate(**kwargs)
+            except BaseException as exc:  # reported by the stream, as an LLMError
+                failed.append(exc)
+            finally:
+                streamer.text_queue.put(None)  # the end, however it came
+
+        deadline = None if not self.timeout else time.monotonic() + min(self.timeout, MAX_TIMEOUT)
+        interrupts = _Interrupts(stop)
+        thread = threading.Thread(target=generate, name="omostc-generate", daemon=True)
+        with interrupts:
+            thread.start()
+            try:
+                while not interrupts.pressed:
+                    try:
+                        text = streamer.text_queue.get(timeout=0.1)
+                    except queue.Empty:
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise LLMError(f"no complete answer within {self.timeout:g} s (--timeout)",
+                                           file=self.model_path) from None
+                        continue
+                    if text is None:
+                        break
+                    if text:
+                        yield text
+            finally:  # also when the consumer stops early: stop generating, wait for the thread
+                stop.set()
+                interrupts.wait_for(thread)
+        if interrupts.pressed:
+            raise KeyboardInterrupt
+        if failed:
+            problem = str(failed[0]) or type(failed[0]).__name__
+            raise LLMError(f"the model failed while generating: {printable(problem)}", file=self.model_path)
+
+
+class _Interrupts:
+    """Within ``with``: Ctrl-C (SIGINT) stops the generation instead of raising wherever the main
+    thread happens to be; the stream notices, waits for the generation thread, then raises
+    KeyboardInterrupt. A Ctrl-C more than ``STOP_GRACE`` seconds after the first, while the model
+    still has not stopped, exits at once (status 130) rather than wait for it."""
+
+    def __init__(self, stop):
+        self.stop, self.pressed, self._previous = stop, 0.0, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
+            self._previous = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def _press(self, signum, frame) -> None:
+        if not self.pressed:
+            self.pressed = time.monotonic()
+            self.stop.set()
+        elif time.monotonic() - self.pressed > STOP_GRACE:
+            sys.stderr.write(f"\ninterrupted: the model did not stop within {STOP_GRACE:g} s; exiting\n")
+            sys.stderr.flush()
+            os._exit(130)
+
+    def wait_for(self, thread) -> None:
+        while thread.is_alive():
+            try:
+                thread.join(0.1)
+            except KeyboardInterrupt:  # from a SIGINT handler not ours: keep waiting all the same
+                self.pressed = self.pressed or time.monotonic()
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, _Debounce(self.pressed, self._previous) if self.pressed else self._previous)
+
+
+class _Debounce:
+    """The SIGINT handler after a Ctrl-C stopped a generation: presses within ``STOP_GRACE``
+    seconds of it are the same request (a person pressing twice) and are ignored, so the answer so
+    far is still compiled, written and reported; a later press goes to the handler from before."""
+
+    def __init__(self, first: float, previous):
+        self.first, self.previous = first, previous
+
+    def __call__(self, signum, frame) -> None:
+        if time.monotonic() - self.first < STOP_GRACE:
+            return
+        previous = self.previous
+        if signal.getsignal(signal.SIGINT) is self:
+            signal.signal(signal.SIGINT, previous)
+        if callable(previous):
+            previous(signum, frame)
 
 
 def _check_quantisation(model_path: str) -> None:
