@@ -41,6 +41,12 @@ lint: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Hunt longer with the hypothesis fuzz targets (Canvas parser and input files; spec, profile and
+# PNG-settings loaders): OMOSTC_FUZZ_EXAMPLES examples each (the suite runs a few hundred).
+fuzz: setup
+	OMOSTC_FUZZ_EXAMPLES=$${OMOSTC_FUZZ_EXAMPLES:-20000} $(BIN)/python -m pytest -q tests/test_hardening_input.py \
+		tests/test_hardening_spec.py -k fuzz
+
 bench: setup
 	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_lower.py
