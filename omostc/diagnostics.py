@@ -73,7 +73,7 @@ class Diagnostic:
 
 SHOWN_LINE = 240  # a source line longer than this is shown as a window around the column
 BEFORE, AFTER = 60, 100  # the window: characters before the column, and from it on
-_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u206f\ufeff\ufff9-\ufffb]")
 
 
 def _excerpt(text: str, start: int, end: int) -> tuple[str, int, int]:

@@ -16,7 +16,7 @@ import unicodedata
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, corpus_files
 from helpers import GLOBAL, REGION, errors_of, one_error, program
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -241,6 +241,19 @@ def test_many_unescaped_quotes_are_repaired_with_few_parses(monkeypatch):
     assert len(calls) <= 4, len(calls)
 
 
+def test_repairs_in_one_pass_keep_their_limits():
+    line = "'Around the 'O' is a ring.',"
+    inside = GLOBAL.replace("['A cat sits.', 'The room is warm.']",
+                            "[\n" + line + "\n'''text\n" + line + "\nmore''',\n'a' 'b',\n]")
+    result = compile_canvas(program(inside))  # a line inside a triple-quoted string is text
+    assert result.scene.global_description.detailed_descriptions[1:] == ["text\n" + line + "\nmore", "ab"]
+    assert [w.line for w in result.warnings] == [5]
+    many = GLOBAL.replace("['A cat sits.', 'The room is warm.']", "[\n" + (line + "\n") * 60 + "]")
+    with pytest.raises(CompileError) as info:
+        compile_canvas(program(many))
+    assert len(info.value.warnings) == 50 and info.value.errors[0].line == 4 + 51
+
+
 # --- 5. messages in the user's terms ---------------------------------------------------------
 
 @pytest.mark.parametrize("value, fragment", [
@@ -355,9 +368,9 @@ def test_utf8_with_a_bom_still_compiles(tmp_path):
 # --- 9. fuzzing the Canvas parser (hypothesis) -------------------------------------------------
 # `OMOSTC_FUZZ_EXAMPLES=20000 pytest tests/test_hardening_input.py -k fuzz` hunts longer.
 
-FUZZ_EXAMPLES = int(os.environ.get("OMOSTC_FUZZ_EXAMPLES", "150"))
+FUZZ_EXAMPLES = int(os.environ.get("OMOSTC_FUZZ_EXAMPLES", "700"))  # ~10 s here
 FUZZ_SECONDS = 2.0  # per input, whatever it holds
-REAL = [p.read_text(encoding="utf-8") for p in sorted((REPO / "specs" / "src").iterdir())]
+REAL = [p.read_text(encoding="utf-8") for p in [*sorted((REPO / "specs" / "src").iterdir()), *corpus_files()]]
 PIECES = [
     "'", '"', "'''", '"""', "\\", "\n", "\r", "\r\n", "\t", "\x00", "\x1b[2J", "\x1b]0;t\x07", "\x9b", "\x85",
     "\u2028", "\ufeff", "\u202e", "\u200b", "(", ")", "[", "]", "{", "}", ",", "=", ":", ";", "#", "```",
@@ -369,6 +382,20 @@ PIECES = [
     "bbox=[1, 2, 3, 4], ", "feather=3, ", "weight=2, ", "name='n', ", "distance_to_viewer=", "*a, ", "**k, ",
     "if x:\n", "    ", "import os\n", "from lib_omost.canvas import Canvas\n", "canvas.process()\n",
 ]
+VALUES = [
+    r"'\ud800'", r"'a\ud83d\ude00b'", r"'\ud83d'", r"['\udfff']", r"'\x1b[2J'", "'\x1b[2J'", r"'\N{BULLET}'",
+    "0x" + "f" * 5000, "-0x" + "f" * 5000, "9" * 5000, "9" * 5000 + ".5", "1e999", "-1e999", "1e-999", "-1", "0",
+    "0.0", "1j", "-1j", "True", "None", "...", "1_0", "0b" + "1" * 20000, "[]", "['a', 3]", "[" * 200 + "]" * 200,
+    "('a',)", "'x' * 3", "-'x'", "not 'x'", "~1", "'In The Center'", "'on the left'", "'Dark Slate Gray'",
+    "'x' 'y'", "'''a\nb'''", "b'x'", "f'x'", "[1, 2, 3, 4]", "[0, 0, 90, 90]", "[80, 80, 20, 20]",
+    "[1.5, 0, 1, 1]", "[-1, 0, 1, 1]", "(1, 2, 3, 4)", "[0x" + "f" * 5000 + ", 0, 1, 1]", "[1, 2, 3]",
+    "'" + "x" * 3000 + "'", "'" + "in the center" * 100 + "'", "*a", "lambda: 1", "x.y.z", "canvas", "Canvas()",
+    "{}", "{'a': 1}", "{1}", "[" + "'a', " * 1100 + "]", "''", "'   '", "1.5", "90", "91", "100", "1e300",
+    "'it's'", "'Around the 'O' is'", "\"say \"hi\"\"", r"'a\'b'", "'a\\", "'''open",
+]
+KEYWORDS = ["name=", "bbox=", "feather=", "weight=", "locaton=", "description=", "tags=", "x" * 3000 + "=",
+            "distance_to_viewer=", "HTML_web_color_name=", "area=", "offset=", "location=", "detailed_descriptions="]
+_VALUE = re.compile(r"""(\w+=)\s*('[^'\n]*'|"[^"\n]*"|\[[^\]\n]*\]|[^,\n)]*)""")
 
 
 @st.composite
@@ -380,8 +407,16 @@ def mutated_programs(draw) -> str:
     text = seed_text
     for _ in range(draw(st.integers(1, 6))):
         pos = draw(st.integers(0, len(text)))
-        kind = draw(st.sampled_from(["piece", "chars", "delete", "duplicate", "truncate", "swap"]))
-        if kind == "piece":
+        kind = draw(st.sampled_from(["value", "value", "value", "keyword", "piece", "piece", "chars", "delete",
+                                     "duplicate", "truncate", "swap"]))
+        found = list(_VALUE.finditer(text)) if kind in ("value", "keyword") else []
+        if found:
+            m = draw(st.sampled_from(found))
+            if kind == "value":
+                text = text[:m.start(2)] + draw(st.sampled_from(VALUES)) + text[m.end(2):]
+            else:
+                text = text[:m.start(1)] + draw(st.sampled_from(KEYWORDS)) + text[m.end(1):]
+        elif kind in ("piece", "value", "keyword"):
             text = text[:pos] + draw(st.sampled_from(PIECES)) + text[pos:]
         elif kind == "chars":
             chars = st.characters(codec=None, exclude_categories=())  # surrogates and controls included
@@ -445,6 +480,7 @@ def test_fuzz_input_files_as_bytes(tmp_path_factory, text, encoding, noise, at):
     "canvas = Canvas()\nx = " + "[" * 1000 + "]" * 1000 + "\n",
     "canvas = Canvas()\ncanvas.set_global_description(description=" + "[" * 1000 + "'a'" + "]" * 1000 + ")\n",
     "canvas = Canvas()\nx" + ".x" * 5000 + "()\n",
+    "canvas = Canvas()\nx" + ".x" * 900 + "()\n",  # parses, but ast.unparse of it would recurse too deep
     "canvas = Canvas()\nx = " + "-" * 200_000 + "1\n",
     "canvas = Canvas()\nx = 1" + "+1" * 200_000 + "\n",
     "canvas = Canvas()\nx" + "[0]" * 100_000 + "\n",
