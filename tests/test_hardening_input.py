@@ -211,6 +211,17 @@ def test_a_long_string_costs_little_memory_to_count():
     assert peak < 10 * MIB
 
 
+def test_a_huge_unknown_name_costs_little_memory():
+    import tracemalloc
+
+    text = program(GLOBAL, REGION.replace("atmosphere=", "a" * 2_000_000 + "="))
+    tracemalloc.start()
+    err = one_error(text)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "unknown argument" in err.message and peak < 40 * MIB, peak // MIB
+
+
 def test_too_many_regions_and_list_items_are_clear_errors():
     from omostc.compiler.calls import MAX_REGIONS
     from omostc.compiler.literals import MAX_LIST_ITEMS

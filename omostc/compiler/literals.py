@@ -195,5 +195,8 @@ class LiteralReader:
 
 
 def did_you_mean(word: str, options) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    options = list(options)
+    if len(word) > 2 * max(map(len, options), default=0):  # no match at 0.6, and difflib costs
+        return ""  # ~40 bytes a character of the word (an 8 MB name: 300 MB)
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
