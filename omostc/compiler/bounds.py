@@ -5,7 +5,7 @@ and a node can cost as little as one or two source bytes (``0,0,0,...`` or ``x;x
 whole, an 8 MiB input could take 4 to 8 GB. So before parsing, the program's tokens are counted
 by one regular expression (names, numbers, strings, punctuation, line ends; a string is one
 token, an f-string as many as its characters), and a program of more than ``MAX_TOKENS`` is
-refused: parsing then costs at most ~500 MB and ~3 s whatever the input, and a program as the
+refused: parsing then costs at most ~450 MB and ~2 s whatever the input, and a program as the
 Omost models write it (about 100 tokens a region) fits 5,000 regions.
 
 Numbers are shown as written, the long ones by their first digits and their length, never
