@@ -279,7 +279,7 @@ def test_repairs_in_one_pass_keep_their_limits():
     ("not 'x'", "found an expression"),
     ("('a', 'b')", "found a tuple"),
     ("x[1:2]", "found a subscript"),
-    ("await x", "found an expression"),
+    ("await x", "found an await expression"),
 ])
 def test_found_values_are_named_in_the_users_terms(value, fragment):
     err = one_error(program(GLOBAL.replace("'A cat on a table.'", value)))
@@ -300,7 +300,9 @@ def test_a_string_where_a_number_is_expected():
     ("async def f():\n    pass\n", "a function definition"),
     pytest.param("try:\n    pass\nexcept* E:\n    pass\n", "a try statement",
                  marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="except* is new in 3.11")),
-    ("await x\n", "an expression statement (an expression)"),
+    ("await x\n", "an expression statement (an await expression)"),
+    ("x if y else z\n", "an expression statement (a conditional expression)"),
+    ("-x\n", "an expression statement (an expression)"),
     ("x[0]\n", "an expression statement (a subscript)"),
 ])
 def test_statements_are_named_in_the_users_terms(statement, fragment):
@@ -501,3 +503,18 @@ def test_deep_nesting_is_a_located_error(text):
     err = one_error(text, file="deep.py")
     assert err.file == "deep.py" and err.line == 2 and err.col is not None, err.format()
     check_any_input(text, False)
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_python_warnings_become_located_diagnostics_and_nothing_else(partial):
+    import warnings
+
+    line = "'Around the 'O' is \\m a ring.',"
+    text = program(GLOBAL.replace("['A cat sits.', 'The room is warm.']", "[\n" + line + "\n'\\d',\n]"))
+    if partial:
+        text = program(GLOBAL.replace("'A cat on a table.'", "'\\q'"), REGION)[:-40]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = compile_canvas(text, partial=partial)
+    assert caught == []
+    assert [w.line for w in result.warnings if "invalid escape sequence" in w.message] == [5 if not partial else 3]

@@ -266,8 +266,6 @@ def _method(call: ast.Call) -> str:
     return call.func.attr
 
 
-
-
 _STATEMENTS = {
     "FunctionDef": "a function definition", "AsyncFunctionDef": "a function definition",
     "ClassDef": "a class definition", "For": "a for loop", "AsyncFor": "a for loop", "While": "a while loop",

@@ -41,6 +41,7 @@ _NODE_KIND = {
     ast.Tuple: "a tuple",
     ast.Starred: "a starred expression",
     ast.NamedExpr: "an assignment expression",
+    ast.Await: "an await expression",
 }
 
 

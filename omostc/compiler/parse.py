@@ -283,7 +283,8 @@ class _Compiler:
             if self.partial:
                 kept = _complete_prefix(code, line)
                 if kept is not None:
-                    module, n_lines = kept
+                    module, n_lines, caught = kept
+                    self._parser_warnings(caught)
                     last = max(n_lines, 1)
                     self.report("warning", "the program is truncated (the model probably hit its token "
                                 "limit); --partial keeps the calls completed before this point",
@@ -344,17 +345,21 @@ def _looks_truncated(code: str, exc: SyntaxError, program: ProgramText | None) -
     return bool(program and program.unterminated_fence and at_end)
 
 
-def _complete_prefix(code: str, error_line: int) -> tuple[ast.Module, int] | None:
-    """The longest run of complete top-level statements before the broken one."""
+def _complete_prefix(code: str, error_line: int) -> tuple[ast.Module, int, list] | None:
+    """The longest run of complete top-level statements before the broken one (and the warnings
+    parsing it gave)."""
     lines = code.split("\n")
     before = sum(len(text) + 1 for text in lines[:error_line - 1])
     ends = statement_ends(code, before)
     for end in reversed(ends[-3:]):  # each try parses the prefix: a few, not one per statement
         try:
-            return ast.parse("\n".join(lines[:end]) + "\n"), end
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                module = ast.parse("\n".join(lines[:end]) + "\n")
+            return module, end, caught
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             continue
-    return (ast.parse(""), 0) if not ends else None
+    return (ast.parse(""), 0, []) if not ends else None
 
 
 # --- semantics --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass
 
 MAX_CHECKED = 1_000  # suspicious lines examined after the first error; each costs a small parse
@@ -44,7 +45,9 @@ def repair_line(line: str, *, only_if_broken: bool = False) -> tuple[int, str] |
         return None
     if only_if_broken:
         try:
-            ast.parse(q + body + q, mode="eval")
+            with warnings.catch_warnings():  # an invalid escape is reported once, by the real parse
+                warnings.simplefilter("ignore")
+                ast.parse(q + body + q, mode="eval")
             return None
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
@@ -54,7 +57,9 @@ def repair_line(line: str, *, only_if_broken: bool = False) -> tuple[int, str] |
     else:
         literal = q + re.sub(r"(?<!\\)" + re.escape(q), "\\" + q, body) + q
     try:
-        value = ast.literal_eval(literal)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(literal)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     if not isinstance(value, str):
