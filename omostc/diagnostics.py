@@ -10,6 +10,7 @@ A diagnostic renders as::
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,27 +50,58 @@ class Diagnostic:
         return ":".join(parts)
 
     def format(self) -> str:
-        where = self.location()
-        head = f"{where}: {self.severity}: {self.message}" if where else f"{self.severity}: {self.message}"
+        """The diagnostic as the terminal shows it: everything that came from the input escaped
+        (``printable``), a long line cut to a window around the column, the caret under the text."""
+        where = printable(self.location())
+        message = printable(self.message)
+        head = f"{where}: {self.severity}: {message}" if where else f"{self.severity}: {message}"
         if self.source_line is None or self.line is None:
             return head
-        text = self.source_line.rstrip("\r\n").expandtabs(1)
+        text = self.source_line.rstrip("\r\n")
         gutter = f"{self.line:>5} | "
-        out = [head, gutter + _shorten(text)]
+        start = min(max((self.col or 1) - 1, 0), len(text))
+        end = min(max((self.end_col or 0) - 1, start + 1), len(text))
+        shown, caret_at, caret_width = _excerpt(text, start, end)
+        out = [head, gutter + shown]
         if self.col is not None:
-            start = max(self.col - 1, 0)
-            width = max((self.end_col or self.col + 1) - self.col, 1)
-            width = min(width, max(min(len(text), 240) - start, 1))
-            if start <= 200:  # a caret far off to the right helps nobody
-                out.append(" " * (len(gutter) - 2) + "| " + " " * start + "^" * width)
+            out.append(" " * (len(gutter) - 2) + "| " + " " * caret_at + "^" * caret_width)
         return "\n".join(out)
 
     def __str__(self) -> str:
         return self.format()
 
 
-def _shorten(text: str, limit: int = 240) -> str:
-    return text if len(text) <= limit else text[:limit] + " ..."
+SHOWN_LINE = 240  # a source line longer than this is shown as a window around the column
+BEFORE, AFTER = 60, 100  # the window: characters before the column, and from it on
+_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def _excerpt(text: str, start: int, end: int) -> tuple[str, int, int]:
+    """The part of a source line to show, and the terminal column and width of the caret under
+    ``text[start:end]`` in it: control characters escaped, and invisible characters (bidi
+    controls, zero-width spaces) too, so the excerpt shows what the line holds in its order."""
+    lo, hi = 0, len(text)
+    if len(text) > SHOWN_LINE:
+        lo = 0 if start <= SHOWN_LINE - AFTER else start - BEFORE
+        hi = min(len(text), SHOWN_LINE if lo == 0 else start + AFTER)
+    end = max(min(end, hi), start)
+    before = ("... " if lo > 0 else "") + _shown(text[lo:start])
+    marked = _shown(text[start:end])
+    after = _shown(text[end:hi]) + (" ..." if hi < len(text) else "")
+    return before + marked + after, _width(before), max(_width(marked), 1)
+
+
+def _shown(text: str) -> str:
+    text = printable(text.replace("\t", " ").replace("\n", " "))
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _width(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
 
 
 class OmostcError(Exception):

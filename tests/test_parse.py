@@ -100,8 +100,8 @@ def test_lenient_values_snap_like_omost_and_warn_with_location():
     ("'a' + 'b'", "an arithmetic or concatenation expression"),
     ("[s for s in 'ab']", "expected a string literal, found a list comprehension"),
     ("__import__('os').system('echo hi')", "a function call"),
-    ("b'bytes'", "a bytes literal"),
-    ("None", "a NoneType literal"),
+    ("b'bytes'", "a bytes string"),
+    ("None", "found None"),
 ])
 def test_non_literals_are_located_errors(value, fragment):
     text = program(GLOBAL.replace("'A cat on a table.'", value))

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from omostc.diagnostics import CompileError, Diagnostic, OmostcError
+from omostc.diagnostics import CompileError, Diagnostic, OmostcError, printable
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic], quiet: bool = False) -> None:
@@ -29,10 +29,10 @@ def run_each(items: list[str], action: Callable[[str], None], what: str) -> None
         except CompileError as exc:
             print_diagnostics(exc.diagnostics)
             if exc.truncated:
-                click.echo(f"{item}: truncated program", err=True)
+                click.echo(f"{printable(item)}: truncated program", err=True)
             failed.append(item)
         except OSError as exc:
-            click.echo(f"{exc.filename or item}: error: {exc.strerror or exc}", err=True)
+            click.echo(printable(f"{exc.filename or item}: error: {exc.strerror or exc}"), err=True)
             failed.append(item)
         except OmostcError as exc:
             print_diagnostics(located(exc, item))
@@ -41,7 +41,7 @@ def run_each(items: list[str], action: Callable[[str], None], what: str) -> None
         if len(items) > 1:
             click.echo(f"\n{len(failed)} of {len(items)} {what} failed:", err=True)
             for item in failed:
-                click.echo(f"  {item}", err=True)
+                click.echo(f"  {printable(item)}", err=True)
         sys.exit(1)
 
 

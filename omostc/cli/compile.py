@@ -9,11 +9,21 @@ import click
 
 from omostc.api import compile_file, load_scene
 from omostc.cli.common import print_diagnostics, run_each
+from omostc.compiler.bounds import SURROGATE
 from omostc.compiler.decompile import decompile
+from omostc.diagnostics import printable
 from omostc.files import STDIN, write_bytes_atomic, write_text_atomic
 from omostc.spec.schema import schema_json
 from omostc.spec.tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from omostc.spec.yamlio import dumps_spec, load_spec, schema_ref_for
+
+
+def _text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An option recorded in the spec: text the spec can hold (an argument that is not UTF-8
+    reaches Python holding lone surrogates, which no YAML file can)."""
+    if value is not None and SURROGATE.search(value):
+        raise click.BadParameter("not valid text: it holds bytes that are not UTF-8")
+    return value
 
 
 @click.command("compile")
@@ -21,8 +31,8 @@ from omostc.spec.yamlio import dumps_spec, load_spec, schema_ref_for
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (one input only).")
 @click.option("-O", "--out-dir", type=click.Path(file_okay=False), help="Write <stem>.yaml for each input here.")
 @click.option("--partial", is_flag=True, help="Keep the complete calls of a truncated program.")
-@click.option("--prompt", help="Record the user's request in the spec's provenance.")
-@click.option("--model", help="Record the model that wrote the canvas in the spec's provenance.")
+@click.option("--prompt", callback=_text, help="Record the user's request in the spec's provenance.")
+@click.option("--model", callback=_text, help="Record the model that wrote the canvas in the spec's provenance.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
 def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None, partial: bool,
                 prompt: str | None, model: str | None, quiet: bool) -> None:
@@ -45,7 +55,7 @@ def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None
         else:
             write_text_atomic(target, text)
             if not quiet:
-                click.echo(f"{item} -> {target}", err=True)
+                click.echo(printable(f"{item} -> {target}"), err=True)
 
     run_each(list(inputs), one, "inputs")
 

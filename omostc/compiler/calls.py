@@ -27,6 +27,9 @@ IGNORED_METHODS = ("process",)
 REGION_EXTRAS = ("name", "bbox", "feather", "weight")  # beyond Omost's API
 
 
+MAX_REGIONS = 5_000  # the models write a handful; each region costs every render a prompt and a mask
+
+
 class SceneBuilder(LiteralReader):
     """Walks the module's statements and turns the canvas calls into a Scene."""
 
@@ -38,6 +41,7 @@ class SceneBuilder(LiteralReader):
         self.global_description: GlobalDescription | None = None
         self.regions: list[Region] = []
         self.region_before_global: ast.AST | None = None
+        self.region_calls = 0
 
     def build(self, module: ast.Module) -> Scene | None:
         for stmt in module.body:
@@ -105,6 +109,16 @@ class SceneBuilder(LiteralReader):
             return 0
         return program.original(node.lineno, 1)[0]
 
+    def _callee(self, node: ast.expr) -> str:
+        """A called name as written (``os.system()``), from the source: never ``ast.unparse``,
+        which recurses once per level of a ``a.b.c...`` chain thousands long."""
+        if isinstance(node, ast.Name):
+            return f"{node.id[:60]}()"
+        if isinstance(node, ast.Attribute):
+            text = " ".join(self.c.source_of(node).split())
+            return f"{text if len(text) <= 60 else text[:57] + '...'}()"
+        return "this expression"
+
     def _is_method(self, call: ast.Call, names) -> bool:
         f = call.func
         return (isinstance(f, ast.Attribute) and f.attr in names and isinstance(f.value, ast.Name)
@@ -113,7 +127,7 @@ class SceneBuilder(LiteralReader):
     def method_call(self, call: ast.Call) -> None:
         f = call.func
         if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)):
-            self.c.error(call, f"calling {_describe_callee(f)} is not allowed: only the canvas's "
+            self.c.error(call, f"calling {self._callee(f)} is not allowed: only the canvas's "
                          "description methods may be called")
             return
         known = f.attr in (GLOBAL_METHOD, REGION_METHOD, *IGNORED_METHODS)
@@ -121,7 +135,7 @@ class SceneBuilder(LiteralReader):
             self.c.error(f, f"{f.value.id}.{f.attr}(...) is called before `canvas = Canvas()`")
             return
         if f.value.id != self.canvas_var:
-            self.c.error(call, f"calling {_describe_callee(f)} is not allowed: only the canvas's "
+            self.c.error(call, f"calling {self._callee(f)} is not allowed: only the canvas's "
                          "description methods may be called")
             return
         if not known:
@@ -144,6 +158,7 @@ class SceneBuilder(LiteralReader):
     def bind(self, call: ast.Call, params: tuple[str, ...], extras: tuple[str, ...]) -> dict[str, ast.expr]:
         """Arguments by parameter name, positional ones in the API's order."""
         bound: dict[str, ast.expr] = {}
+        by_keyword: set[str] = set()
         ok = True
         for i, arg in enumerate(call.args):
             if isinstance(arg, ast.Starred):
@@ -162,11 +177,16 @@ class SceneBuilder(LiteralReader):
                 self.c.error(kw, f"unknown argument {kw.arg!r} for {_method(call)}()"
                              f"{did_you_mean(kw.arg, params + extras)}")
                 ok = False
+            elif kw.arg in by_keyword:
+                self.c.error(kw, f"the keyword {kw.arg!r} is given twice")
+                ok = False
             elif kw.arg in bound:
-                self.c.error(kw, f"argument {kw.arg!r} is given twice (also by position)")
+                self.c.error(kw, f"{kw.arg!r} is given twice: as argument {params.index(kw.arg) + 1} and as "
+                             f"{kw.arg}=")
                 ok = False
             else:
                 bound[kw.arg] = kw.value
+                by_keyword.add(kw.arg)
         if not ok:
             raise InvalidValue
         return bound
@@ -196,6 +216,9 @@ class SceneBuilder(LiteralReader):
         )
 
     def region_call(self, call: ast.Call) -> None:
+        self.region_calls += 1
+        if self.region_calls > MAX_REGIONS:
+            self.c.fatal(call.func, f"more than {MAX_REGIONS:,} regions; a canvas has a handful")
         if self.global_call is None and self.region_before_global is None:
             self.region_before_global = call
         a = self.bind(call, REGION_PARAMS, REGION_EXTRAS)
@@ -243,23 +266,20 @@ def _method(call: ast.Call) -> str:
     return call.func.attr
 
 
-def _describe_callee(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return f"{node.id}()"
-    if isinstance(node, ast.Attribute):
-        return f"{ast.unparse(node)[:60]}()"
-    return "this expression"
+_STATEMENTS = {
+    "FunctionDef": "a function definition", "AsyncFunctionDef": "a function definition",
+    "ClassDef": "a class definition", "For": "a for loop", "AsyncFor": "a for loop", "While": "a while loop",
+    "If": "an if statement", "With": "a with statement", "AsyncWith": "a with statement",
+    "Match": "a match statement", "Try": "a try statement", "TryStar": "a try statement",
+    "Delete": "a del statement", "Global": "a global statement", "Nonlocal": "a nonlocal statement",
+    "Raise": "a raise statement", "Assert": "an assert statement", "Return": "a return statement",
+    "Pass": "a pass statement", "Break": "a break statement", "Continue": "a continue statement",
+    "AugAssign": "an augmented assignment", "AnnAssign": "an annotated assignment",
+    "TypeAlias": "a type alias",
+}
 
 
 def _statement_kind(stmt: ast.stmt) -> str:
-    names = {
-        ast.FunctionDef: "a function definition", ast.AsyncFunctionDef: "a function definition",
-        ast.ClassDef: "a class definition", ast.For: "a for loop", ast.While: "a while loop",
-        ast.If: "an if statement", ast.With: "a with statement", ast.Try: "a try statement",
-        ast.Delete: "a del statement", ast.Global: "a global statement", ast.Raise: "a raise statement",
-        ast.Assert: "an assert statement", ast.Return: "a return statement", ast.Pass: "a pass statement",
-        ast.AugAssign: "an augmented assignment", ast.AnnAssign: "an annotated assignment",
-    }
     if isinstance(stmt, ast.Expr):
         return f"an expression statement ({describe_node(stmt.value)})"
-    return names.get(type(stmt), f"a {type(stmt).__name__} statement")
+    return _STATEMENTS.get(type(stmt).__name__, "this statement")

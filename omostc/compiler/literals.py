@@ -9,6 +9,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from omostc.compiler.bounds import SURROGATE, joined_pairs, lone_surrogate, not_text_message, pair_message, shown_number
 from omostc.spec.model import Box
 from omostc.spec.tables import GRID
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from omostc.compiler.parse import _Compiler
 
 MAX_ENUM_CHARS = 200
-
+MAX_LIST_ITEMS = 1_000  # detailed_descriptions; the models write three to eight
 
 
 _NODE_KIND = {
@@ -36,6 +37,8 @@ _NODE_KIND = {
     ast.IfExp: "a conditional expression",
     ast.Dict: "a dict",
     ast.Set: "a set",
+    ast.List: "a list",
+    ast.Tuple: "a tuple",
     ast.Starred: "a starred expression",
     ast.NamedExpr: "an assignment expression",
     ast.Await: "an await expression",
@@ -43,14 +46,29 @@ _NODE_KIND = {
 
 
 def describe_node(node: ast.AST) -> str:
+    """What the user wrote, in their words: "a number", "a negative number", "None", "a list"."""
     if isinstance(node, ast.Constant):
-        return f"a {type(node.value).__name__} literal"
-    return _NODE_KIND.get(type(node), f"a {type(node).__name__} expression")
+        value = node.value
+        if value is None or isinstance(value, bool):
+            return str(value)
+        if value is Ellipsis:
+            return "... (an ellipsis)"
+        if isinstance(value, complex):
+            return "an imaginary number"
+        if isinstance(value, (int, float)):
+            return "a number"
+        if isinstance(value, bytes):
+            return "a bytes string (b'...')"
+        return "a string"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and \
+            isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float, complex)) and \
+            not isinstance(node.operand.value, bool):
+        return "a negative number" if isinstance(node.op, ast.USub) else "a number"
+    return _NODE_KIND.get(type(node), "an expression")
 
 
 class InvalidValue(Exception):
     """A value was rejected; its diagnostic is already recorded."""
-
 
 
 class LiteralReader:
@@ -66,7 +84,15 @@ class LiteralReader:
 
     def string(self, node: ast.expr) -> str:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return node.value
+            value = node.value
+            if SURROGATE.search(value):  # escapes such as '\\ud800': no text can hold them
+                lone = lone_surrogate(value)
+                if lone is not None:
+                    self.c.error(node, not_text_message(lone))
+                    raise InvalidValue
+                self.c.warn(node, pair_message(value))
+                value = joined_pairs(value)
+            return value
         self.reject(node, "a string literal")
 
     def name(self, node: ast.expr) -> str:
@@ -81,6 +107,10 @@ class LiteralReader:
             self.c.warn(node, "detailed_descriptions should be a list; read this tuple as one")
         elif not isinstance(node, ast.List):
             self.reject(node, "a list of string literals")
+        if len(node.elts) > MAX_LIST_ITEMS:
+            self.c.error(node.elts[MAX_LIST_ITEMS], f"more than {MAX_LIST_ITEMS:,} items in one list; "
+                         "a region's detailed descriptions are a few sentences")
+            raise InvalidValue
         out, failed = [], False
         for item in node.elts:
             try:
@@ -98,26 +128,30 @@ class LiteralReader:
         if (isinstance(inner, ast.Constant) and isinstance(inner.value, (int, float))
                 and not isinstance(inner.value, bool)):
             return sign * inner.value
-        self.reject(node, "a number literal")
+        self.reject(node, "a number")
+
+    def shown(self, node: ast.expr) -> str:
+        """A number as written (never converted to text: it may have thousands of digits)."""
+        return shown_number(self.c.source_of(node))
 
     def depth(self, node: ast.expr) -> int | float:
         value = self.number(node)
         if not 0 < value <= 1e300:  # also false for NaN; ints this large never reach float()
-            self.c.error(node, f"distance_to_viewer must be a positive finite number, not {value!r}")
+            self.c.error(node, f"distance_to_viewer must be a positive finite number, not {self.shown(node)}")
             raise InvalidValue
         return value
 
     def feather(self, node: ast.expr) -> int | float:
         value = self.number(node)
         if not 0 <= value <= GRID:
-            self.c.error(node, f"feather is a width in grid cells, from 0 to {GRID}; not {value!r}")
+            self.c.error(node, f"feather is a width in grid cells, from 0 to {GRID}; not {self.shown(node)}")
             raise InvalidValue
         return value
 
     def weight(self, node: ast.expr) -> int | float:
         value = self.number(node)
         if not 0 < value <= 100:
-            self.c.error(node, f"weight must be above 0 and at most 100, not {value!r}")
+            self.c.error(node, f"weight must be above 0 and at most 100, not {self.shown(node)}")
             raise InvalidValue
         return value
 
@@ -129,13 +163,14 @@ class LiteralReader:
             n = self.number(item)
             if isinstance(n, float):
                 if not n.is_integer():
-                    self.c.error(item, f"bbox values are whole grid cells; {n!r} is not")
+                    self.c.error(item, f"bbox values are whole grid cells; {self.shown(item)} is not")
                     raise InvalidValue
                 n = int(n)
             nums.append(n)
         x, y, w, h = nums
         if not (0 <= x <= GRID and 0 <= y <= GRID and 1 <= w <= GRID and 1 <= h <= GRID):
-            self.c.error(node, f"bbox=[x, y, w, h] needs 0 <= x, y <= {GRID} and 1 <= w, h <= {GRID}; got {nums}")
+            got = ", ".join(self.shown(item) for item in node.elts)
+            self.c.error(node, f"bbox=[x, y, w, h] needs 0 <= x, y <= {GRID} and 1 <= w, h <= {GRID}; got [{got}]")
             raise InvalidValue
         if x + w > GRID or y + h > GRID:
             self.c.warn(node, f"bbox {nums} reaches past the {GRID} x {GRID} grid; it is clipped there")
@@ -161,5 +196,8 @@ class LiteralReader:
 
 
 def did_you_mean(word: str, options) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    options = list(options)
+    if len(word) > 2 * max(map(len, options), default=0):  # no match at 0.6, and difflib costs
+        return ""  # ~40 bytes a character of the word (an 8 MB name: 300 MB)
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""

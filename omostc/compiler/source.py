@@ -9,6 +9,7 @@ so every later diagnostic points into the file the user has.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+-]*)")
@@ -25,7 +26,7 @@ class ProgramText:
 
     code: str
     original_lines: list[str]  # the whole input, split into lines (newlines removed)
-    line_numbers: list[int]  # program line i (0-based) -> original line index (0-based)
+    line_numbers: Sequence[int]  # program line i (0-based) -> original line index (0-based)
     col_offsets: list[int]  # characters removed in front of program line i
     unterminated_fence: bool = False
     prose_lines: int = 0  # leading lines of an unfenced answer that do not look like code
@@ -57,7 +58,7 @@ def extract_program(text: str, *, skip_prose: bool = False) -> ProgramText:
     parse, so no statement is ever dropped silently.
     """
     lines = split_lines(text)
-    indices = list(range(len(lines)))
+    indices: Sequence[int] = range(len(lines))  # a range slices to a range: no int per line
     offsets = [0] * len(lines)
     body = list(lines)
 
