@@ -172,8 +172,8 @@ BAD_CHUNKS = [
     ("strength", _options(sketch_strength=1e-300), "sketch_strength must be at least 0.01"),
     ("denoise", _options(highres_denoise=1e-9), "highres.denoise must be at least 0.01"),
     ("size-rule", _options(width=904), "width must be a multiple of 64"),
-    ("seed-negative", _seed(-1), "seed must be at least 0"),
-    ("seed-huge", _seed(10**30), "seed must be at most"),
+    ("seed-negative", _seed(-1), "the seed must be a whole number from 0 to"),
+    ("seed-huge", _seed(10**30), "(31 digits) is too long"),
     ("seed-float", _seed(1.5), "seed must be a whole number"),
 ]
 

@@ -128,9 +128,9 @@ def test_sketch_start_and_highres_fix(tiny_model_dir, tmp_path):
     assert np.array_equal(plain, plain_recoloured)
     assert_differ(weak, weak_recoloured)
 
-    # 200 rounds down to 192, as Omost does; the hi-res fix then takes round(side * 1.5 / 64) * 64,
-    # with Python's round: 128 -> 192, and 192 -> 256 (round(4.5) == 4)
-    tall_big = render_pixels(tmp_path / "tall-big", tiny_model_dir, "--width", "128", "--height", "200",
+    # the hi-res fix takes round(side * 1.5 / 64) * 64, with Python's round: 128 -> 192, and
+    # 192 -> 256 (round(4.5) == 4)
+    tall_big = render_pixels(tmp_path / "tall-big", tiny_model_dir, "--width", "128", "--height", "192",
                              "--sketch-strength", "0.97", "--highres-scale", "1.5", "--highres-steps", "2",
                              "--highres-denoise", "0.4")
     assert tall_big.shape == (256, 192, 3)

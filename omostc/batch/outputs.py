@@ -119,7 +119,9 @@ def text_chunks(path, *, after_pixels: bool = False) -> dict[str, str]:
                               "(a damaged or hostile file)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # ValueError: a text chunk larger than Pillow reads (PngImagePlugin.MAX_TEXT_CHUNK)
-        raise ProvenanceError(f"cannot read the image: {exc}") from None
+        why = (f"a text chunk is larger than {PngImagePlugin.MAX_TEXT_CHUNK:,} bytes once decompressed"
+               if "MAX_TEXT_CHUNK" in str(exc) or "Decompressed" in str(exc) else printable(str(exc)))
+        raise ProvenanceError(f"cannot read the image: {why}") from None
 
 
 def read_provenance(path) -> RenderRecord:

@@ -99,7 +99,8 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
 
     def show_step(item, position: int, total: int, step: int, steps: int) -> None:  # one status line
         bar = "#" * (20 * step // steps)
-        click.echo(f"\r  [{position}/{total}] {item.name} seed {item.seed} [{bar:<20}] step {step}/{steps}\033[K",
+        name = printable(item.name)
+        click.echo(f"\r  [{position}/{total}] {name} seed {item.seed} [{bar:<20}] step {step}/{steps}\033[K",
                    err=True, nl=False)
 
     warned: set[tuple[str, str]] = set()
@@ -114,9 +115,9 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
             click.echo(json.dumps(result.row(), ensure_ascii=False), err=True)
         elif result.status == "failed":
             if not (result.seed is None and result.source in shown):
-                click.echo(f"{result.source}: error: {result.error}", err=True)
+                click.echo(f"{printable(result.source)}: error: {printable(result.error or '')}", err=True)
         elif not quiet:
-            line = f"{result.name} seed {result.seed}: {result.status} -> {result.output}"
+            line = f"{printable(result.name)} seed {result.seed}: {result.status} -> {printable(result.output or '')}"
             click.echo(f"\r{line}\033[K" if sys.stderr.isatty() else line, err=True)
 
     try:
@@ -139,7 +140,7 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
         click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed "
                    f"(profile {report.profile.name}, {report.manifest})", err=True)
         for r in report.failed:
-            click.echo(f"  failed: {r.source}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)
+            click.echo(f"  failed: {printable(r.source)}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)
     sys.exit(report.exit_status)
 
 
@@ -156,7 +157,7 @@ def profiles(as_json: bool) -> None:
             if as_json:
                 click.echo(json.dumps({"name": name, "error": exc.summary(), "defined": str(path)}))
             else:
-                click.echo(f"{name:<16} (does not load: {exc.summary()})  {path}")
+                click.echo(f"{name:<16} (does not load: {printable(exc.summary())})  {path}")
             continue
         if as_json:
             click.echo(json.dumps({"name": name, "backend": profile.backend, "model": profile.model,
