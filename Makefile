@@ -37,9 +37,10 @@ lint: setup
 	$(BIN)/ruff check omostc tests benchmarks
 	$(BIN)/mypy
 
-# All but the heavy integration tests (marked slow in tests/: Ray, kill -9, ...): under a minute on 2 idle cores.
+# All but the heavy tests (marked slow in tests/: Ray, kill -9, LLM sampling, the longest renders), with
+# short fuzz runs: under a minute on 2 idle cores. `make test` (CI) runs everything.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	OMOSTC_FUZZ_EXAMPLES=100 $(BIN)/python -m pytest -q -m "not slow"
 
 # Hunt longer with the hypothesis fuzz targets (Canvas parser and input files; spec, profile and
 # PNG-settings loaders): OMOSTC_FUZZ_EXAMPLES examples each (the suite runs a few hundred).

@@ -131,6 +131,7 @@ def backend(tiny_model_dir):
     return SDXLRegionalBackend(load_sdxl(tiny_model_dir, dtype="fp32", device="cpu"))
 
 
+@pytest.mark.slow
 def test_a_tiny_byte_bound_renders_the_same_images(backend):
     from omostc import load_spec, lower
     from omostc.backends.base import RenderOptions

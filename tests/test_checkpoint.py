@@ -69,6 +69,7 @@ def test_render_cli_takes_a_single_file_and_its_config(tiny_model_dir, tiny_sing
     assert (out / "mountain-cabin" / "12345.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_single_file_vae_takes_the_models_configuration(tiny_model_dir, other_vae_dir, tiny_model_with_other_vae,
                                                          tmp_path):
     """A VAE as one original-layout file (as sdxl_vae.safetensors is) for a model that is not SDXL

@@ -19,6 +19,7 @@ def grammar():
     return xgr.Grammar.from_ebnf(canvas_gbnf())
 
 
+@pytest.mark.slow
 def test_sampled_programs_are_accepted_and_compile(grammar):
     rng = random.Random(0)
     for _ in range(300):

@@ -214,6 +214,7 @@ def stall(first: bytes, then: bytes = b"", every: float = 0.0):
     return reply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reply", [stall(delta("canvas = Canvas()\n")),
                                    stall(b'data: {"choices": [{"delta": {"content": "', b"x", every=0.05),
                                    stall(delta("canvas"), delta("x"), every=0.05)])
@@ -225,6 +226,7 @@ def test_the_whole_request_has_a_deadline(serve, reply):
     assert time.perf_counter() - started < 5
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_times_out(serve):
     def reply(h):
         h.owner.closing.wait(30)
@@ -454,6 +456,7 @@ def test_a_model_that_fails_while_generating_is_a_clear_error(tiny_llama, monkey
     assert outcome and isinstance(outcome[0], LLMError) and "CUDA out of memory" in str(outcome[0])
 
 
+@pytest.mark.slow
 def test_a_local_model_has_a_deadline_too(tiny_llama):
     started = time.perf_counter()
     # unconstrained, the random model writes until its 4,000 tokens are spent: far longer than 0.05 s

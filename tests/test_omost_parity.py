@@ -15,6 +15,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # whole renders, twice each: make test runs them, make test-fast does not
+
 torch = pytest.importorskip("torch", reason="torch is a dev dependency")
 pytest.importorskip("diffusers", reason="diffusers is a dev dependency")
 

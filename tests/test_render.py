@@ -110,6 +110,7 @@ def test_encoding_is_the_penultimate_states_of_both_encoders(backend, dragon_ir)
     assert ids2[-1] == 0 and ids1[-1] == 49407  # each tokenizer's own padding
 
 
+@pytest.mark.slow
 def test_sketch_start_and_highres_fix(tiny_model_dir, tmp_path):
     """--sketch-strength starts from the VAE-encoded colour sketch: the picture changes with the
     strength and with the sketch's colours (which nothing else reads)."""
@@ -182,6 +183,7 @@ def test_schedule_is_omosts():
     assert s.timestep(s.sigmas[[0, 500, 999]]).tolist() == [0, 500, 999]
 
 
+@pytest.mark.slow
 def test_diffusers_schedulers_by_name(tiny_model_dir, tmp_path):
     """--sampler NAME samples with that diffusers scheduler: each gives its own picture, none is
     Omost's DPM++ 2M Karras (the default), and a sketch start goes through it too."""
@@ -231,6 +233,7 @@ def test_vae_override_and_dtype_loading(tiny_model_dir):
     assert image.size == (64, 64)
 
 
+@pytest.mark.slow
 def test_fp16_keeps_a_force_upcast_vae_in_fp32(tiny_model_dir):
     """SDXL's own VAE overflows in fp16; its config says force_upcast, and diffusers decodes it in fp32."""
     model = load_sdxl(tiny_model_dir, dtype="fp16", device="cpu")
