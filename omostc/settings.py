@@ -91,7 +91,7 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     if tp is int:
         return {"type": "integer"}
     if tp is float:
-        return {"type": "number", "minimum": -MAX_FINITE, "maximum": MAX_FINITE}
+        return {"type": "number"}  # NaN and infinities: the loaders reject them, every field alike
     if tp is str:
         return {"type": "string"}
     if typing.get_origin(tp) is list:
@@ -120,7 +120,7 @@ def _constraints(s: Setting) -> dict[str, Any]:
 def property_schema(tp: Any, s: Setting) -> dict[str, Any]:
     base = _type_schema(tp)
     if s.choices is not None:
-        return {"type": base["type"], "enum": list(s.choices), "description": s.help}
+        return {"enum": list(s.choices), "description": s.help}  # the values say the type
     if base.get("type") == "array":
         item_rules = {k: v for k, v in _constraints(s).items() if k != "minLength"}
         base = {**base, "items": {**base["items"], **item_rules}}

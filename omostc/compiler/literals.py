@@ -85,7 +85,7 @@ class LiteralReader:
     def string(self, node: ast.expr) -> str:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             value = node.value
-            if SURROGATE.search(value):  # escapes such as '\\ud800': no text can hold them
+            if self.c.unicode_escapes and SURROGATE.search(value):  # '\\ud800': no text holds them
                 lone = lone_surrogate(value)
                 if lone is not None:
                     self.c.error(node, not_text_message(lone))

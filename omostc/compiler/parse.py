@@ -74,6 +74,7 @@ class _Compiler:
         self.file = file
         self.partial = partial
         self.text = text
+        self.unicode_escapes = True  # set once the program is found (see _run)
         self.diagnostics: list[Diagnostic] = []
         self.truncated = False
         self.program: ProgramText | None = None
@@ -160,6 +161,8 @@ class _Compiler:
             self.report("error", f"the input has more than {MAX_LINES:,} lines, the limit for a program")
             return None
         self.program = extract_program(self.text)
+        # only \u and \U escapes make lone surrogates (raw ones are refused below): strings need no check otherwise
+        self.unicode_escapes = "\\u" in self.text or "\\U" in self.text
         if _NOT_TEXT.search(self.text):
             self._not_text()
             return None

@@ -118,14 +118,24 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 def _fields_to_dict(obj: Any) -> dict[str, Any]:
     """A spec dataclass as YAML holds it: its fields in declaration order, unset ones left out."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
+    for name in _field_names(type(obj)):
+        value = getattr(obj, name)
         if value is None:
             continue
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        out[f.name] = list(value) if isinstance(value, list) else value
+        if isinstance(value, Box):
+            value = {"x": value.x, "y": value.y, "w": value.w, "h": value.h}
+        out[name] = list(value) if isinstance(value, list) else value
     return out
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def region_to_dict(r: Region) -> dict[str, Any]:

@@ -338,7 +338,7 @@ def _node_at(root, path: list, key_of_last: bool):
 def _str_representer(dumper: yaml.representer.SafeRepresenter, value: str) -> yaml.ScalarNode:
     # Multi-line text reads best as a literal block; any other unprintable character (NEL and
     # the Unicode line separators are line breaks to YAML) is kept exact by double quotes.
-    odd = [ch for ch in value if not ch.isprintable()]
+    odd = [] if value.isprintable() else [ch for ch in value if not ch.isprintable()]  # the common case in C
     if odd and set(odd) == {"\n"} and value == value.strip():
         style = "|"
     elif odd or value != value.strip(" "):
