@@ -100,21 +100,13 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     raise TypeError(f"no JSON Schema for {tp!r}")
 
 
+_SCHEMA_KEYWORDS = {"minimum": "minimum", "exclusive_minimum": "exclusiveMinimum", "maximum": "maximum",
+                    "multiple_of": "multipleOf", "min_length": "minLength", "pattern": "pattern"}
+
+
 def _constraints(s: Setting) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if s.minimum is not None:
-        out["minimum"] = s.minimum
-    if s.exclusive_minimum is not None:
-        out["exclusiveMinimum"] = s.exclusive_minimum
-    if s.maximum is not None:
-        out["maximum"] = s.maximum
-    if s.multiple_of is not None:
-        out["multipleOf"] = s.multiple_of
-    if s.min_length is not None:
-        out["minLength"] = s.min_length
-    if s.pattern is not None:
-        out["pattern"] = s.pattern
-    return out
+    """The JSON Schema keywords of a Setting's rules (those it sets)."""
+    return {keyword: getattr(s, name) for name, keyword in _SCHEMA_KEYWORDS.items() if getattr(s, name) is not None}
 
 
 def property_schema(tp: Any, s: Setting) -> dict[str, Any]:

@@ -13,14 +13,14 @@ import difflib
 import math
 import os
 import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
-from omostc.diagnostics import Diagnostic, SpecError, printable
+from omostc.diagnostics import Diagnostic, InputError, SpecError, printable
+from omostc.files import read_text
 from omostc.spec import yamlcore
 from omostc.spec.model import Scene, scene_from_dict, scene_to_dict
 from omostc.spec.schema import SCHEMA_ID, scene_validator
@@ -32,33 +32,18 @@ MAX_INT_DIGITS = yamlcore.MAX_INT_DIGITS
 
 SCHEMA_RELPATH = Path("schemas") / "scene.schema.json"
 MAX_SPEC_BYTES = 8 * 1024 * 1024  # as Canvas inputs; 6.5 MiB validates in about 3.5 s with libyaml
-STDIN = "-"
 MAX_SHOWN = 100  # schema violations reported per file
 
 
 # --- loading --------------------------------------------------------------------------------
 
 def read_yaml_text(path: str | os.PathLike, what: str = "scene spec") -> str:
-    """A UTF-8 YAML file (``-`` is standard input) of at most ``MAX_SPEC_BYTES``: no more than that
-    and one byte is ever read."""
-    name = str(path)
+    """A UTF-8 YAML file (``-`` is standard input) of at most ``MAX_SPEC_BYTES``, read as every
+    input is (``files.read_text``: no more than the limit and one byte); its errors as SpecError."""
     try:
-        if name == STDIN:
-            data = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise SpecError([Diagnostic("error", f"cannot read: {exc.strerror or exc}", file=name)]) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError([Diagnostic("error", _too_large(what), file=name)])
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SpecError([Diagnostic("error", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                    file=name, line=line)]) from None
-    return text.removeprefix("\ufeff")
+        return read_text(path, limit=MAX_SPEC_BYTES)
+    except InputError as exc:
+        raise SpecError(exc.diagnostics) from None
 
 
 def _too_large(what: str) -> str:
