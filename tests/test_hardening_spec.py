@@ -265,7 +265,7 @@ def test_recursive_aliases_are_refused_not_a_hang():
     for text in ("version: 1\nglobal: &a [1, *a]\n", "version: 1\nglobal: &a {x: *a}\n"):
         t0 = time.perf_counter()
         assert "recursive" in first(text).message
-        assert time.perf_counter() - t0 < 5
+        assert time.perf_counter() - t0 < 60  # a hang guard, not a timing: the bound only catches a stall
 
 
 def test_a_png_text_chunk_too_large_to_decompress_is_a_failure_not_a_crash(tmp_path):
@@ -370,7 +370,7 @@ def test_spec_files_over_the_size_limit_are_refused_without_reading_them_whole(t
     t0 = time.perf_counter()
     res = run("validate", path, tmp_path / "none.yaml")
     assert res.exit_code == 1 and "big.yaml: error:" in clean(res) and "8 MiB" in res.stderr
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 60  # a hang guard, not a timing: the bound only catches a stall
     bad = profile(tmp_path, "#" * (MAX_SPEC_BYTES + 10) + "\n")
     (tmp_path / "good.yaml").write_text(DRAGON, encoding="utf-8")
     res = run("render", tmp_path / "good.yaml", "-p", bad, "-o", tmp_path / "out")
