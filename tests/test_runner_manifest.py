@@ -141,22 +141,30 @@ def test_a_torn_journal_line_is_dropped_and_the_rows_recover(tmp_path):
     assert not (out / JOURNAL).exists()
 
 
+def fresh_pngs(out: Path, since: float) -> int:
+    return sum(1 for p in out.glob("*/*.png") if p.stat().st_mtime > since)
+
+
 @pytest.mark.slow
 def test_kill_9_during_batches_leaves_a_readable_manifest_and_the_rerun_recovers(tmp_path):
     from omostc.batch.manifest import JOURNAL
 
     out = tmp_path / "out"
     args = [*CLI, "render", *map(str, SPECS[:4]), "-o", str(out), "--images", "60", "-q", *SMALL]
-    for delay in (0.6, 0.9, 1.2, 1.5, 1.8):
+    left_journal = 0
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3):
+        start = time.time()
         proc = subprocess.Popen([*args, "--force"], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline and not (out / JOURNAL).is_file():
-            time.sleep(0.01)
-        time.sleep(delay - 0.5)
+        deadline = start + 60
+        while time.time() < deadline and fresh_pngs(out, start) < 1 and proc.poll() is None:
+            time.sleep(0.005)  # until this run renders: its journal is being appended to
+        time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        left_journal += (out / JOURNAL).is_file()
         if (out / "manifest.jsonl").is_file():
             rows_of(out)  # every line whole
+    assert left_journal >= 3  # most kills hit a batch mid-way
     final = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr
     rows = rows_of(out)
@@ -264,3 +272,21 @@ def test_prune_keeps_the_pictures_of_an_input_that_failed_to_load(tmp_path):
 def test_dry_run_needs_prune(tmp_path):
     res = render(SPECS[0], "-o", tmp_path / "out", "--dry-run")
     assert res.exit_code == 2 and "--prune" in res.stderr
+
+
+def test_json_log_in_a_real_process_keeps_stdout_for_the_log_alone(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BAD)
+    res = subprocess.run([*CLI, "render", str(SPECS[0]), str(bad), "-o", str(tmp_path / "out"), "--log", "json",
+                          *SMALL], env=env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [e["event"] for e in events].count("item") == 2 and events[-1]["event"] == "summary"
+    # what else writes to stdout meanwhile (a library's print, a C library, a child process) goes to stderr
+    script = ("import os, subprocess, sys\nfrom omostc.cli.render import json_stdout\n"
+              "with json_stdout() as emit:\n    print('a print')\n    os.write(1, b'a C write\\n')\n"
+              "    subprocess.run([sys.executable, '-c', 'print(\"a child\")'])\n    emit({'event': 'x'})\n"
+              "print('after')\n")
+    res = subprocess.run([sys.executable, "-c", script], env=env(), capture_output=True, text=True, timeout=60)
+    assert res.stdout.splitlines() == ['{"event": "x"}', "after"], res.stdout
+    assert all(text in res.stderr for text in ("a print", "a C write", "a child")), res.stderr

@@ -124,6 +124,8 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
 
     failures = list(batch.failures)
     with Manifest(out_dir, wait=on_wait, write=not dry_run) as manifest:  # OUT locked until its rows are written
+        for failure in failures if dry_run else []:  # reported, not recorded
+            done(failure)
         if not groups and not dry_run:
             run_batch([], _executor(chosen, executor, workers, ray_address, threads, on_progress), out_dir,
                       force=force or bool(from_png), failures=failures, on_result=done, manifest=manifest)

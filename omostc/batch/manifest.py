@@ -72,8 +72,9 @@ def read_rows(data: bytes, into: dict[Key, dict]) -> None:
         try:
             row = json.loads(raw.decode("utf-8"))
             key = (row["name"], row.get("seed"))
-            hash(key)
         except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if not isinstance(key[0], str) or not (key[1] is None or type(key[1]) is int):
             continue
         if key[1] is not None:
             into.pop((key[0], None), None)  # the input loads now: its failure row is history
@@ -99,11 +100,15 @@ class Manifest:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.out_dir.is_dir():
             self._lock = lock(self.out_dir / LOCK, wait, shared=not write)
-        for part in (self.path, self.journal):
-            if part.is_file():
-                read_rows(part.read_bytes(), self.rows)
-        if write and self.journal.exists():  # a killed batch's: fold it in before appending
-            self.compact()
+        try:
+            for part in (self.path, self.journal):
+                if part.is_file():
+                    read_rows(part.read_bytes(), self.rows)
+            if write and self.journal.exists():  # a killed batch's: fold it in before appending
+                self.compact()
+        except BaseException:
+            self._release()
+            raise
 
     def record(self, result: ItemResult) -> None:
         row = result.row()
@@ -149,12 +154,15 @@ class Manifest:
             if self.write and (self._changed or not self.path.exists()):
                 self.compact()
         finally:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            if self._lock is not None:
-                os.close(self._lock)  # releases the lock
-                self._lock = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     def __enter__(self) -> Manifest:
         return self
