@@ -194,17 +194,25 @@ def test_a_second_batch_waits_for_the_first_and_says_so(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys\n"
                                f"f = open({str(out / LOCK)!r}, 'a+')\nfcntl.flock(f, fcntl.LOCK_EX)\n"
-                               "print('locked', flush=True)\ntime.sleep(1.5)\n"],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    t0 = time.time()
-    res = subprocess.run([*CLI, "render", str(SPECS[0]), "-o", str(out), *SMALL], env=env(),
-                         capture_output=True, text=True, timeout=60)
-    holder.wait()
-    assert res.returncode == 0, res.stderr
-    assert time.time() - t0 >= 1.0 and "waiting" in res.stderr and str(out) in res.stderr, res.stderr
+                               "print('locked', flush=True)\nsys.stdin.readline()\n"],  # held until told
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        batch = subprocess.Popen([*CLI, "render", str(SPECS[0]), "-o", str(out), *SMALL], env=env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert batch.stderr is not None
+        first = batch.stderr.readline()  # blocks while the batch waits: it has rendered nothing
+        assert "waiting" in first and str(out) in first, first
+        assert not (out / "manifest.jsonl").exists() and not list(out.glob("*/*.png"))
+    finally:
+        holder.stdin.write("go\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    rest = batch.communicate(timeout=60)[1]
+    assert batch.returncode == 0 and "1 rendered" in rest, rest
     assert len(rows_of(out)) == 1
 
 
@@ -290,3 +298,11 @@ def test_json_log_in_a_real_process_keeps_stdout_for_the_log_alone(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], env=env(), capture_output=True, text=True, timeout=60)
     assert res.stdout.splitlines() == ['{"event": "x"}', "after"], res.stdout
     assert all(text in res.stderr for text in ("a print", "a C write", "a child")), res.stderr
+
+
+def test_a_folder_where_the_manifest_goes_is_an_error_before_anything_renders(tmp_path):
+    out = tmp_path / "out"
+    (out / "manifest.jsonl").mkdir(parents=True)
+    res = render(SPECS[0], "-o", out, *SMALL)
+    assert res.exit_code == 1 and "manifest.jsonl is not a file" in res.stderr and "Traceback" not in res.output
+    assert not list(out.glob("*/*.png"))

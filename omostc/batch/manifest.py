@@ -98,6 +98,10 @@ class Manifest:
         self._changed = False
         if write:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for part in (self.path, self.journal):
+                if part.exists() and not part.is_file():
+                    raise OmostcError(f"{part.name} is not a file: OUT's rows are written there; move it away",
+                                      file=str(part))
         if self.out_dir.is_dir():
             self._lock = lock(self.out_dir / LOCK, wait, shared=not write)
         try:
