@@ -197,10 +197,14 @@ def lock(path: Path, wait: Callable[[str], None] | None = None, shared: bool = F
     except FileNotFoundError:  # read only, and no batch ever wrote here: nothing to wait for
         return None
     try:
-        if not _try_lock(fd, shared):
-            if wait is not None:
-                wait(f"{path.parent}: another omostc batch{_holder(fd)} is writing here; waiting for it to finish")
-            _block_lock(fd, shared)
+        try:
+            if not _try_lock(fd, shared):
+                if wait is not None:
+                    wait(f"{path.parent}: another omostc batch{_holder(fd)} is writing here; waiting for it to finish")
+                _block_lock(fd, shared)
+        except OSError as exc:  # a file system without locks (some network ones)
+            raise OmostcError(f"cannot lock the output folder ({exc.strerror or exc}): its file system has no file "
+                              "locks; give each batch an output folder of its own", file=str(path)) from None
         if not shared:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
