@@ -74,6 +74,8 @@ golden: setup
 schemas: setup
 	$(BIN)/omostc schema -o schemas/scene.schema.json
 	$(BIN)/omostc schema --kind profile -o schemas/profile.schema.json
+	$(BIN)/omostc schema --kind manifest-row -o schemas/manifest-row.schema.json
+	$(BIN)/omostc schema --kind log-event -o schemas/log-event.schema.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -4,11 +4,15 @@
   (one ``omostc render`` per spec), in items per minute;
 * the per-item overhead outside denoising (text encoding, lowering, decoding, PNG, manifest), as a
   share of the item's time, from a batch in this process;
-* the Ray executor with 2 workers against 1.
+* the Ray executor with 2 workers against 1;
+* the bookkeeping: bytes written per item by a re-run with nothing to do, at two batch sizes
+  (the preview backend, in this process; ``--only bookkeeping`` runs this part alone, in seconds).
+  Constant cost per item shows as the same figure at both sizes.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -65,7 +69,57 @@ def in_process_overhead(specs: list[Path], out: Path) -> tuple[float, float]:
     return (time.perf_counter() - t0) / len(items), sum(denoise) / len(denoise)
 
 
+def written_bytes() -> int:
+    """Bytes this process has passed to write() so far (Linux's /proc/self/io ``wchar``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise RuntimeError("no wchar in /proc/self/io")
+
+
+def noop_rerun_bytes(folder: Path, specs: list[Path], images: int) -> tuple[int, float, float]:
+    """(items, bytes written per item, seconds per item) of a batch re-run with nothing to render:
+    every item skipped, so what it writes is the bookkeeping."""
+    from omostc.batch.api import render_batch
+
+    out = folder / f"out-{len(specs) * images}"
+    settings = {"width": 64, "height": 64}
+    render_batch(specs, out_dir=out, settings=settings, images=images)  # the first run renders
+    before, t0 = written_bytes(), time.perf_counter()
+    report = render_batch(specs, out_dir=out, settings=settings, images=images)
+    seconds, written = time.perf_counter() - t0, written_bytes() - before
+    items = len(report.results)
+    assert report.counts["skipped"] == items, report.counts
+    return items, written / items, seconds / items
+
+
+def bookkeeping(sizes: list[int]) -> None:
+    if not Path("/proc/self/io").is_file():
+        print("bookkeeping benchmark: needs Linux's /proc/self/io; skipped")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        specs = make_specs(tmp)
+        rows = [noop_rerun_bytes(tmp, specs, max(1, n // len(specs))) for n in sizes]
+    print(f"bookkeeping: a re-run with nothing to render (preview backend, {len(specs)} specs x N/{len(specs)} seeds)")
+    for items, per_item, seconds in rows:
+        print(f"  {items:6d} items: {per_item:10,.0f} bytes written per item, {seconds * 1e3:6.2f} ms per item")
+    print(f"  bytes per item, {rows[-1][0]} items / {rows[0][0]}: {rows[-1][1] / rows[0][1]:.2f}x (constant: ~1x)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["throughput", "bookkeeping"], help="run one part")
+    parser.add_argument("--sizes", type=int, nargs=2, default=[410, 1640], metavar="N",
+                        help="batch sizes of the bookkeeping part (items)")
+    args = parser.parse_args()
+    if args.only != "bookkeeping":
+        throughput()
+    if args.only != "throughput":
+        bookkeeping(args.sizes)
+
+
+def throughput() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = {**os.environ, "OMOSTC_CACHE": str(tmp / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}

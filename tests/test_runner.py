@@ -71,7 +71,7 @@ def test_invalid_spec_is_recorded_and_the_rest_render(tmp_path):
 
 def test_json_log(tmp_path):
     res = render(SPECS[0], "-o", tmp_path, "--log", "json", "--width", "128", "--height", "128")
-    lines = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in res.stdout.splitlines()]  # the log is stdout (issue 13)
     assert res.exit_code == 0 and lines and lines[0]["status"] == "rendered"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from omostc.backends import registry
+from omostc.batch.manifest import Manifest, Removed, prune_stale
 from omostc.batch.profile import Profile, load_profile, with_overrides
 from omostc.batch.runner import MANIFEST, BatchItem, ItemResult, collect_batch, run_batch
 from omostc.diagnostics import Diagnostic, SettingsError
@@ -32,6 +33,7 @@ class BatchReport:
     out_dir: Path
     results: list[ItemResult] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)  # located diagnostics of the inputs
+    removed: list[Removed] = field(default_factory=list)  # by ``prune`` (with ``dry_run``: would be)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -79,7 +81,8 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
                  from_png: Sequence[str | os.PathLike] = (), force: bool = False, executor: str = "local",
                  workers: int | None = None, ray_address: str | None = None, threads: int | None = None,
                  on_result: Callable[[ItemResult], None] | None = None, on_progress: Progress | None = None,
-                 on_loaded: Callable[[BatchReport], None] | None = None) -> BatchReport:
+                 on_loaded: Callable[[BatchReport], None] | None = None, prune: bool = False,
+                 dry_run: bool = False, on_wait: Callable[[str], None] | None = None) -> BatchReport:
     """Render scene specs (or Canvas code) and omostc PNGs (``from_png``, re-rendered exactly) into
     ``out_dir/<name>/<seed>.png`` with ``out_dir/manifest.jsonl``; incremental, resumable, and one
     failure never stops the rest. ``settings`` are render settings as nested data (``{"steps": 4,
@@ -89,6 +92,8 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
     warnings) once the inputs are read, before anything renders."""
     if executor not in ("local", "ray"):
         raise SettingsError(f"executor must be 'local' or 'ray', not {executor!r}")
+    if dry_run and not prune:
+        raise SettingsError([Diagnostic("error", "a dry run only lists what prune would remove", file=COMMAND_LINE)])
     given = {k: v for k, v in (backend_options or {}).items() if v is not None}
     loaded = prepare_profile(profile, model=model, backend=backend) if from_png and not specs else None
     if loaded is not None:  # only PNGs: their own backends take the options; the profile gets those it knows
@@ -118,13 +123,18 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
             on_result(result)
 
     failures = list(batch.failures)
-    if not groups:
-        run_batch([], _executor(chosen, executor, workers, ray_address, threads, on_progress), out_dir,
-                  force=force or bool(from_png), failures=failures, on_result=done)
-    for key, group in groups.items():
-        run_batch(group, _executor(profiles[key], executor, workers, ray_address, threads, on_progress), out_dir,
-                  force=force or bool(from_png), failures=failures, on_result=done)
-        failures = []
+    with Manifest(out_dir, wait=on_wait, write=not dry_run) as manifest:  # OUT locked until its rows are written
+        for failure in failures if dry_run else []:  # reported, not recorded
+            done(failure)
+        if not groups and not dry_run:
+            run_batch([], _executor(chosen, executor, workers, ray_address, threads, on_progress), out_dir,
+                      force=force or bool(from_png), failures=failures, on_result=done, manifest=manifest)
+        for key, group in ({} if dry_run else groups).items():
+            run_batch(group, _executor(profiles[key], executor, workers, ray_address, threads, on_progress), out_dir,
+                      force=force or bool(from_png), failures=failures, on_result=done, manifest=manifest)
+            failures = []
+        if prune:
+            report.removed = prune_stale(manifest, batch.items, batch.failures, dry_run=dry_run)
     return report
 
 

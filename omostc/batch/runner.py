@@ -5,9 +5,9 @@
 * Incremental: every PNG carries the key of what made it (scene, resolved settings, profile,
   seed); an item whose PNG already has its key is skipped, so a CI re-run renders only what
   changed. ``force`` redoes everything.
-* Safe to kill at any moment: each PNG and the manifest are replaced atomically, and the manifest
-  is rewritten (not appended) after every item, so a re-run finishes the batch with no corrupt or
-  duplicate outputs or rows.
+* Safe to kill at any moment: each PNG is replaced atomically, and the manifest's rows go
+  through a journal (``omostc.batch.manifest``), so a re-run finishes the batch with no corrupt
+  or duplicate outputs or rows.
 * One bad spec, or one item failing (a CUDA out-of-memory, say), is recorded and the batch goes on.
 """
 
@@ -16,21 +16,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from omostc.backends.base import RenderOptions, resolve_options
+from omostc.batch.manifest import MANIFEST as MANIFEST  # re-exported: where OUT's rows are
+from omostc.batch.manifest import ItemResult as ItemResult
+from omostc.batch.manifest import Manifest
 from omostc.batch.outputs import KEY_CHUNK, RENDER_KEY, text_chunks
 from omostc.batch.profile import Profile
 from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
-from omostc.files import write_bytes_atomic, write_text_atomic
+from omostc.files import write_bytes_atomic
 from omostc.settings import fields_of
 from omostc.spec.model import Scene, scene_to_dict
 from omostc.spec.render import MAX_IMAGES, MAX_REGIONS, MAX_SEED, check_options
 
-MANIFEST = "manifest.jsonl"
 DEFAULT_SEED = 12345
 
 
@@ -57,24 +58,6 @@ class BatchItem:
 
     def output(self, out_dir: Path) -> Path:
         return out_dir / self.name / f"{self.seed}.png"
-
-
-@dataclass
-class ItemResult:
-    name: str
-    source: str
-    seed: int | None
-    status: str  # rendered | skipped | failed
-    output: str | None = None
-    spec_hash: str | None = None
-    settings_hash: str | None = None
-    seconds: float = 0.0
-    error: str | None = None
-    finished: float = field(default_factory=time.time)
-    warnings: list[str] = field(default_factory=list)  # of lowering the scene for the backend (tokens cut, ...)
-
-    def row(self) -> dict:
-        return asdict(self)
 
 
 def _digest(data) -> str:
@@ -251,40 +234,20 @@ def rendered_key(path: Path) -> str | None:
         return None
 
 
-class Manifest:
-    """``manifest.jsonl``: one row per (spec, seed), rewritten atomically after every change.
-
-    Read tolerantly: a line that is not UTF-8, not JSON, or not a row (a foreign or damaged
-    line) is skipped, and the next write drops it. Written as UTF-8 always: text that cannot be
-    (a file name that is not UTF-8 reaches Python as lone surrogates) is written as JSON escapes."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.rows: dict[tuple[str, int | None], dict] = {}
-        if path.is_file():
-            for raw in path.read_bytes().splitlines():
-                try:
-                    row = json.loads(raw.decode("utf-8"))
-                    self.rows[(row["name"], row.get("seed"))] = row
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    continue  # a foreign or damaged line: the next write drops it
-
-    def record(self, result: ItemResult) -> None:
-        self.rows[(result.name, result.seed)] = result.row()
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows.values())
-        # a lone surrogate becomes its JSON escape (\\udce9), which reads back as the same string
-        write_text_atomic(self.path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
-
-
 def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, model_name: str | None = None,
               force: bool = False,
               failures: list[ItemResult] | None = None,
-              on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+              on_result: Callable[[ItemResult], None] | None = None,
+              manifest: Manifest | None = None) -> list[ItemResult]:
     """Render, with ``executor`` (``omostc.batch.executors``), the items not rendered yet; the
     outputs and manifest rows are written here, whichever executor ran the renders. ``model_name``
-    overrides the model the PNGs record (default: each item's profile's)."""
+    overrides the model the PNGs record (default: each item's profile's). ``manifest``: OUT's,
+    opened (and locked) by the caller for several groups; by default opened and closed here."""
     out_dir = Path(out_dir)
-    manifest = Manifest(out_dir / MANIFEST)
+    if manifest is None:
+        with Manifest(out_dir) as own:
+            return run_batch(items, executor, out_dir, model_name=model_name, force=force, failures=failures,
+                             on_result=on_result, manifest=own)
     results: list[ItemResult] = []
 
     def done(result: ItemResult) -> None:

@@ -161,12 +161,17 @@ def preview(file: str, output: str, width: int | None, height: int | None, parti
 
 @click.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the schema here.")
-@click.option("--kind", type=click.Choice(["scene", "profile"]), default="scene", show_default=True)
+@click.option("--kind", type=click.Choice(["scene", "profile", "manifest-row", "log-event"]), default="scene",
+              show_default=True, help="manifest-row: a line of OUT/manifest.jsonl; log-event: a line of "
+              "`omostc render --log json`.")
 def schema(output: str | None, kind: str) -> None:
-    """Print the JSON Schema of scene specs (or of render profiles)."""
+    """Print the JSON Schema of scene specs (or of render profiles, manifest rows, JSON log events)."""
+    from omostc.batch.events import log_schema_json, row_schema_json
     from omostc.batch.profile import profile_schema_json
 
-    text = schema_json() if kind == "scene" else profile_schema_json()
+    makers = {"scene": schema_json, "profile": profile_schema_json, "manifest-row": row_schema_json,
+              "log-event": log_schema_json}
+    text = makers[kind]()
     if output:
         run_each([output], lambda path: write_text_atomic(path, text), "outputs")
     else:

@@ -5,15 +5,19 @@ and profiles, before any model loads."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager, redirect_stdout
+from typing import NoReturn
 
 import click
 
 from omostc.backends import registry
 from omostc.backends.common.logs import quiet_libraries
-from omostc.cli.common import fail, print_diagnostics
+from omostc.cli.common import fail, located, print_diagnostics
 from omostc.diagnostics import OmostcError, SettingsError, printable
 from omostc.settings import click_options, fields_of, gather
 from omostc.spec.render import MAX_SEED, RenderOptions
@@ -72,18 +76,29 @@ def _render_flags(f: Callable) -> Callable:
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads per renderer (default: torch's, "
               "1 per Ray worker). CPU results are bit-identical between runs with the same count.")
 @click.option("--log", "log_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one JSON object per item on stderr, for CI.")
+              help="json: for CI, every line on stdout is one JSON object with an \"event\": item (a manifest "
+                   "row), diagnostic (located errors and warnings), waiting, pruned, summary "
+                   "(schemas/log-event.schema.json); nothing else is printed there.")
 @click.option("--from-png", "from_png", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Re-render an omostc PNG exactly from its embedded spec, settings, backend and model.")
+@click.option("--prune", is_flag=True, help="Afterwards remove the manifest rows that the inputs given did not "
+              "produce (specs no longer in the batch, seeds no longer asked for) and the PNGs omostc recorded in "
+              "them inside OUT; each removal is listed. An input that fails to load keeps its rows.")
+@click.option("--dry-run", is_flag=True, help="With --prune: list what it would remove; render and remove nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Failures and the summary only.")
 def render(specs, profile_name, backend, model, out_dir, seeds, images, force, executor, workers, ray_address,
-           threads, log_format, from_png, quiet, **flags) -> None:
+           threads, log_format, from_png, prune, dry_run, quiet, **flags) -> None:
     """Render scene specs (or Canvas code) in a batch: incremental, resumable, one failure never
-    stops the rest."""
-    from omostc.batch.api import render_batch
-
+    stops the rest. One batch writes into OUT at a time: a second one waits for the first."""
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
+    if dry_run and not prune:
+        raise click.UsageError("--dry-run lists what --prune would remove: give --prune too")
+    from omostc.batch.api import render_batch
+    from omostc.batch.events import diagnostic_event, item_event, pruned_event
+
+    # with --log json, stdout is the log's alone until the command ends (click closes the resource)
+    emit = click.get_current_context().with_resource(json_stdout()) if log_format == "json" else None
     settings = gather(RenderOptions, flags, dest_prefix="render__")
     backend_options = {k[len("backend__"):]: v for k, v in flags.items()
                        if k.startswith("backend__") and v is not None and v is not False}  # an unset flag is False
@@ -92,7 +107,11 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
     shown: set[str | None] = set()
 
     def loaded(report) -> None:
-        print_diagnostics(report.warnings, quiet_output)
+        if emit is not None:
+            for d in report.warnings:
+                emit(diagnostic_event(d))
+        else:
+            print_diagnostics(report.warnings, quiet_output)
         shown.update(d.file for d in report.warnings if d.severity == "error")  # printed with their context
         if registry.get(report.profile.backend).needs_model:
             quiet_libraries(quiet_output)
@@ -111,8 +130,8 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
                 warned.add((result.source, message))
                 line = f"{printable(result.source)}: warning: {printable(message)}"
                 click.echo(f"\r{line}\033[K" if live else line, err=True)
-        if log_format == "json":
-            click.echo(json.dumps(result.row(), ensure_ascii=False), err=True)
+        if emit is not None:
+            emit(item_event(result))
         elif result.status == "failed":
             if not (result.seed is None and result.source in shown):
                 click.echo(f"{printable(result.source)}: error: {printable(result.error or '')}", err=True)
@@ -120,28 +139,86 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
             line = f"{printable(result.name)} seed {result.seed}: {result.status} -> {printable(result.output or '')}"
             click.echo(f"\r{line}\033[K" if sys.stderr.isatty() else line, err=True)
 
+    def waiting(message: str) -> None:
+        if emit is not None:
+            emit({"event": "waiting", "message": message})
+        else:
+            click.echo(printable(message), err=True)
+
+    def failed(exc: OmostcError) -> NoReturn:
+        if emit is None:
+            fail(exc)
+        for d in located(exc, None):
+            emit(diagnostic_event(d))
+        sys.exit(1)
+
     try:
         report = render_batch(list(specs), profile=profile_name, out_dir=out_dir, model=model, backend=backend,
                               settings=settings, backend_options=backend_options, seeds=list(seeds) or None,
                               images=images, from_png=list(from_png), force=force, executor=executor,
                               workers=workers, ray_address=ray_address, threads=threads, on_result=report_item,
-                              on_progress=show_step if live else None, on_loaded=loaded)
+                              on_progress=show_step if live else None, on_loaded=loaded, prune=prune,
+                              dry_run=dry_run, on_wait=waiting)
     except SettingsError as exc:
         if all(d.file == COMMAND_LINE for d in exc.diagnostics):
             raise click.UsageError("; ".join(d.message for d in exc.diagnostics)) from None
-        fail(exc)
+        failed(exc)
     except OmostcError as exc:  # a profile that cannot be used: nothing to run
-        fail(exc)
+        failed(exc)
     except OSError as exc:  # the output folder itself (what was written so far stays, whole)
-        click.echo(f"{exc.filename or out_dir}: error: cannot write: {exc.strerror or exc}", err=True)
-        sys.exit(1)
-    if log_format == "text":
-        counts = report.counts
-        click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed "
-                   f"(profile {report.profile.name}, {report.manifest})", err=True)
+        failed(OmostcError(f"cannot write: {exc.strerror or exc}", file=str(exc.filename or out_dir)))
+    for removed in report.removed:
+        if emit is not None:
+            emit(pruned_event(removed, dry_run))
+        else:
+            what = printable(removed.output) if removed.output else "its row"
+            row = f"{printable(removed.name)}" + (f" seed {removed.seed}" if removed.seed is not None else "")
+            click.echo(f"{'would remove' if dry_run else 'removed'}: {what} ({row}: not produced by the inputs "
+                       "given)", err=True)
+    counts = report.counts
+    if emit is not None:
+        emit({"event": "summary", **counts, "pruned": 0 if dry_run else len(report.removed),
+              "profile": report.profile.name, "manifest": str(report.manifest)})
+    else:
+        pruned = f", {len(report.removed)} {'to prune' if dry_run else 'pruned'}" if prune else ""
+        click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed"
+                   f"{pruned} (profile {report.profile.name}, {report.manifest})", err=True)
         for r in report.failed:
             click.echo(f"  failed: {printable(r.source)}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)
     sys.exit(report.exit_status)
+
+
+@contextmanager
+def json_stdout():
+    """For --log json: yields ``emit``, which writes one event as one line on stdout, while
+    everything else that would reach stdout (a library's print, a worker's output) goes to
+    stderr, down to the file descriptor when stdout is one."""
+    from omostc.batch.events import line
+
+    stream = sys.stdout
+    saved = None
+    try:
+        fd = stream.fileno()
+        stream.flush()
+        saved = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+        stream = open(saved, "w", encoding="utf-8", closefd=False)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # not a real file (a test's capture)
+        saved = None
+
+    def emit(event: dict) -> None:
+        stream.write(line(event) + "\n")
+        stream.flush()
+
+    try:
+        with redirect_stdout(sys.stderr):
+            yield emit
+    finally:
+        if saved is not None:
+            stream.close()
+            sys.stdout.flush()
+            os.dup2(saved, sys.stdout.fileno())
+            os.close(saved)
 
 
 @click.command()
