@@ -304,7 +304,7 @@ def chat(save_path: str, **kw: Any) -> None:
             if save(target):
                 _render_in_chat(target, rest or None)
         elif command.startswith("/"):
-            click.echo(f"unknown command {command}; /help lists them")
+            click.echo(printable(f"unknown command {command}; /help lists them"))
         else:
             answer(partial(session.ask, line))
 
