@@ -87,6 +87,12 @@ def serve():
         s.close()
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    """Recovery files (omostc-answer-*.md) go to the current folder: not the repository's."""
+    monkeypatch.chdir(tmp_path)
+
+
 def stream(*chunks: bytes, status: int = 200, content_type: str = "text/event-stream", pause: float = 0.0):
     def reply(h):
         h.send_response(status)
