@@ -236,6 +236,14 @@ def test_an_error_status_reports_the_servers_message(serve, status, body, messag
     clean_failure(generate(server, "-q"), f"HTTP {status}", message)
 
 
+@pytest.mark.parametrize("content_type", ["text/event-stream", "text/plain"])
+def test_an_error_body_under_a_streams_content_type_reports_the_servers_message(serve, content_type):
+    server = serve(stream(b'{"error": {"message": "model is still loading"}}', content_type=content_type))
+    clean_failure(generate(server, "-q"), "model is still loading")
+    server = serve(stream(b"<html><body>Bad Gateway</body></html>", content_type=content_type))
+    clean_failure(generate(server, "-q"), "not a stream of server-sent events", "Bad Gateway")
+
+
 # --- servers that misbehave: silence, stalls, --timeout -------------------------------------------
 
 def test_a_waiting_line_shows_while_no_token_has_arrived(serve, tmp_path):
@@ -475,6 +483,27 @@ def test_chat_retry_after_a_server_error_retries_the_failed_turn(serve, tmp_path
     assert res.exit_code == 0, res.output
     assert "nothing to retry" not in res.output and "saved chat.yaml" in res.output
     assert [m["role"] for m in server.requests[1]["messages"]] == ["system", "user"]
+
+
+def test_chat_interrupted_before_the_first_token_keeps_no_turn_and_retries_it():
+    from omostc.llm import ChatSession, SamplingOptions
+
+    class Backend:
+        model, calls = "m", []
+
+        def stream(self, messages, sampling):
+            self.calls.append([m.role for m in messages])
+            if len(self.calls) == 1:
+                raise KeyboardInterrupt  # Ctrl-C while waiting for the first token
+            yield CLEAN
+
+    session = ChatSession(Backend(), SamplingOptions())
+    with pytest.raises(Exception, match="no Canvas program"):
+        session.ask("a dragon")
+    assert [m.role for m in session.messages] == ["system"]
+    session.retry()
+    assert Backend.calls == [["system", "user"], ["system", "user"]]
+    assert [m.role for m in session.messages] == ["system", "user", "assistant"] and session.scene is not None
 
 
 def test_chat_help_says_answers_compile_when_complete(serve, tmp_path, monkeypatch):

@@ -261,7 +261,8 @@ def chat(save_path: str, **kw: Any) -> None:
         except CompileError as exc:
             report.end_line()
             if exc.interrupted:
-                click.echo("interrupted: the answer so far has no complete call to keep; /retry, /edit or /undo")
+                click.echo("interrupted: the answer so far has no complete call to keep; /retry, /edit or /undo"
+                           if exc.answer else "interrupted before the first token: /retry asks again")
                 return
             _print(exc.diagnostics)
             click.echo("the answer did not compile: /retry, /edit or /undo")

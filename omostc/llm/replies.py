@@ -150,12 +150,15 @@ def server_sent_text(response: http.client.HTTPResponse | io.BytesIO, bounds: Re
     finish_reason), and one whose events are all malformed (the first is named)."""
     read = lines = answer = events = texts = 0
     malformed: list[str] = []  # what is wrong with each malformed event, and an excerpt of it
+    head = b""  # the reply's start: what it says when it is no stream at all
     name, finished, cut = "", False, False
     while True:
         raw = response.readline(bounds.line + 1)
         if not raw:
             break
         read, lines = read + len(raw), lines + 1
+        if len(head) < ERROR_BODY:
+            head += raw[:ERROR_BODY - len(head)]
         if len(raw) > bounds.line:
             raise LLMError(f"the server sent a line longer than {_size(bounds.line)}", file=where)
         if read > bounds.stream or lines > bounds.lines:
@@ -198,8 +201,11 @@ def server_sent_text(response: http.client.HTTPResponse | io.BytesIO, bounds: Re
                                f"{bounds.max_tokens}; it does not keep to max_tokens", file=where)
             yield text
     if not events:
+        if _is_error(_json(head, None)):  # an error as one JSON body, under a stream's Content-Type
+            raise LLMError(f"the server reported an error: {said(head)}", file=where)
         raise LLMError(f"the reply is not a stream of server-sent events (Content-Type: {printable(kind) or 'none'}, "
-                       f"{read} bytes): is the base URL an OpenAI-compatible /v1 endpoint?", file=where)
+                       f"{read} bytes): is the base URL an OpenAI-compatible /v1 endpoint?"
+                       + (f" It says: {said(head)}" if head.strip() else ""), file=where)
     count = f"{len(malformed)} malformed event{'s' * (len(malformed) != 1)}"
     if not answer and malformed:
         raise LLMError(f"the server's stream had no text ({count}; the first: {malformed[0]})", file=where)
