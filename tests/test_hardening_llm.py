@@ -83,6 +83,12 @@ def serve():
         s.close()
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    """Recovery files (omostc-answer-*.md) go to the current folder: not the repository's."""
+    monkeypatch.chdir(tmp_path)
+
+
 def stream(*chunks: bytes, status: int = 200, content_type: str = "text/event-stream"):
     def reply(h):
         h.send_response(status)
@@ -167,7 +173,8 @@ def test_a_server_that_ignores_max_tokens_is_cut_off_at_a_bound_with_the_answer_
 
     with pytest.raises(LLMError) as exc:
         ask("a dragon", LLMSettings(model="omost", base_url=server.url, sampling=SamplingOptions(max_tokens=16)))
-    assert 64 * 1024 <= len(exc.value.answer) <= 70 * 1024 and exc.value.answer.startswith("canvas = 1 # xxx")
+    # cut at 2 x 16 + 64 pieces of text (issue 14), before the 64 KiB of answer text
+    assert 96 * 200 <= len(exc.value.answer) <= 70 * 1024 and exc.value.answer.startswith("canvas = 1 # xxx")
 
 
 @pytest.mark.parametrize("chunk", [b": keep-alive\n\n", event({"choices": []}), b"\n"])
@@ -216,13 +223,22 @@ def stall(first: bytes, then: bytes = b"", every: float = 0.0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("reply", [stall(delta("canvas = Canvas()\n")),
-                                   stall(b'data: {"choices": [{"delta": {"content": "', b"x", every=0.05),
-                                   stall(delta("canvas"), delta("x"), every=0.05)])
+                                   stall(b'data: {"choices": [{"delta": {"content": "', b"x", every=0.05)])
 def test_the_whole_request_has_a_deadline(serve, reply):
     server = serve(reply)
     started = time.perf_counter()
     res = generate(server, "-q", "--timeout", 1)
     clean_failure(res, "within 1 s", "--timeout")
+    assert time.perf_counter() - started < 60  # a hang guard, not a timing: the bound only catches a stall
+
+
+def test_a_steady_server_that_ignores_max_tokens_is_cut_off(serve):
+    # issue 14: --timeout bounds silence (to connect, for the first text, between texts), not a server
+    # that answers steadily; one that sends more pieces of text than max_tokens allows is cut off
+    server = serve(stall(delta("canvas"), delta("x"), every=0.01))
+    started = time.perf_counter()
+    res = generate(server, "-q", "--timeout", 1, "--max-tokens", 16)
+    clean_failure(res, "more than 96 pieces of text", "--max-tokens 16")
     assert time.perf_counter() - started < 60  # a hang guard, not a timing: the bound only catches a stall
 
 

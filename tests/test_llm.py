@@ -72,6 +72,12 @@ def chat():
         s.close()
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    """Recovery files (omostc-answer-*.md) go to the current folder: not the repository's."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 

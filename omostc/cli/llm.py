@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from omostc.cli.common import located
+from omostc.cli.llm_report import Report, kept, missing_folder, output_problem
 from omostc.diagnostics import CompileError, Diagnostic, LLMError, OmostcError, printable
 from omostc.files import write_text_atomic
 from omostc.llm.api import DEFAULT_MODEL, GRAMMAR_MODES, MODEL_KINDS, LLMSettings
@@ -23,6 +24,7 @@ from omostc.llm.conversation import (
     TEMPERATURE,
     TOP_P,
     SamplingOptions,
+    hand_edited,
 )
 from omostc.spec.model import Scene
 from omostc.spec.yamlio import dumps_spec, schema_ref_for
@@ -48,7 +50,9 @@ def _llm_options(f: Callable) -> Callable:
         click.option("--temperature", type=click.FloatRange(0, 2), default=TEMPERATURE, show_default=True),
         click.option("--top-p", type=click.FloatRange(0, 1), default=TOP_P, show_default=True),
         click.option("--max-tokens", type=click.IntRange(16, 32768), default=MAX_NEW_TOKENS, show_default=True),
-        click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (else stdout)."),
+        click.option("-o", "--output", metavar="FILE",
+                     help="Write the spec here (else stdout); checked before the model is asked. A missing "
+                          "folder is created."),
         click.option("--constrain/--no-constrain", default=None,
                      help="Decode under the Canvas grammar, so every answer compiles (default: on for models "
                           "not trained on Omost, whose name lacks 'omost'; needs a server --grammar mode)."),
@@ -59,11 +63,14 @@ def _llm_options(f: Callable) -> Callable:
                      help="generic: a model not trained on Omost (Qwen, Llama 3.x instruct, ...) gets instructions "
                           "and a worked example (default: omost if the name says so, else generic)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True, max=MAX_TIMEOUT), default=None,
-                     callback=_seconds,
-                     help="Give up on an answer after this many seconds: the whole request to a server (default "
-                          f"{DEFAULT_TIMEOUT:g}, also the socket timeout), or the generation of a model run here "
-                          "(default: no limit)."),
-        click.option("-q", "--quiet", is_flag=True, help="Do not stream the answer to the terminal."),
+                     callback=_seconds, metavar="SECONDS",
+                     help="Give up on a server that stays silent this long: to connect, for the first token, or "
+                          f"between tokens (a stall; default {DEFAULT_TIMEOUT:g}); a stalled answer is kept in a "
+                          "recovery file. For a model run here: the whole generation (default: no limit)."),
+        click.option("-q", "--quiet", is_flag=True,
+                     help="Do not stream the answer or show the waiting line; failed attempts take one line each."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Show the model libraries' progress bars (loading weights) when the model runs here."),
     ]):
         f = option(f)
     return f
@@ -88,47 +95,82 @@ def _fail(exc: OmostcError, file: str | None = None) -> NoReturn:
     sys.exit(1)
 
 
-def _echo(err: bool) -> Callable[[str], None]:
-    """Stream a model's text to the terminal, its control characters escaped (``\\x1b``), so that
-    nothing in an answer acts on the terminal."""
-    return lambda text: click.echo(printable(text), err=err, nl=False)
-
-
 def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
-    """Run ``ask(settings, on_text)`` (``omostc.generate`` or ``edit``), stream, report, write."""
+    """Run ``ask(settings, report)`` (``omostc.generate`` or ``edit``): check the output first,
+    stream, report each attempt, write; keep the answer in a recovery file when it cannot be."""
     quiet, output, retries = kw["quiet"], kw["output"], kw["retries"]
+    if output and (problem := output_problem(output)):
+        click.echo(problem, err=True)
+        sys.exit(1)
+    settings = _settings(kw)
+    _library_output(settings, kw["verbose"])
+    report = Report(quiet, what="the model" if settings.base_url is None else "the first token")
     try:
-        answer = ask(_settings(kw), None if quiet else _echo(err=True))
+        answer = ask(settings, report)
+    except KeyboardInterrupt:  # outside an answer (loading the model, connecting): nothing to keep
+        report.end_line()
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     except CompileError as exc:
-        if not quiet:
-            click.echo("", err=True)
-        _print(exc.diagnostics)
+        report.end_line()
         if exc.interrupted:
-            click.echo("interrupted: the answer so far has no complete call to keep", err=True)
+            click.echo(_interrupted(exc.answer), err=True)
             sys.exit(130)
+        _print(exc.diagnostics)
         click.echo(f"the answer{'s' if retries else ''} did not compile"
                    + (f" ({retries + 1} attempts)" if retries else ""), err=True)
         sys.exit(1)
     except OmostcError as exc:
-        if not quiet and isinstance(exc, LLMError) and exc.answer:
-            click.echo("", err=True)  # end the streamed line
-        _fail(exc)
-    if not quiet:
-        click.echo("", err=True)
+        report.end_line()
+        _print(located(exc, None))
+        if isinstance(exc, LLMError) and exc.answer:
+            click.echo(kept(exc.answer, partial=True), err=True)
+        sys.exit(1)
+    finally:
+        report.stop()
+    report.end_line()
     if answer.dropped_turns:
         click.echo(f"warning: the conversation is longer than the model's context; dropped the {answer.dropped_turns} "
                    "oldest turns (the system prompt and the latest canvas are kept)", err=True)
-    if answer.generation.interrupted:
-        click.echo("interrupted: keeping the calls completed so far", err=True)
     _print(answer.warnings, quiet)
     if output:
+        folder = missing_folder(output)
         problem = _write_spec(output, answer.scene)
         if problem:
             click.echo(problem, err=True)
+            click.echo(kept(answer.generation.answer, partial=answer.generation.interrupted), err=True)
             sys.exit(1)
-        click.echo(f"-> {output} (attempt {answer.generation.attempts})", err=True)
+        if folder:
+            click.echo(f"created the folder {printable(folder)}", err=True)
+        click.echo(f"-> {printable(output)} (attempt {answer.generation.attempts})", err=True)
     else:
         click.echo(dumps_spec(answer.scene, schema_ref=schema_ref_for(None)), nl=False)
+    if answer.generation.interrupted:
+        click.echo(f"interrupted: kept the calls completed before it; {kept(answer.generation.answer, True)}",
+                   err=True)
+        sys.exit(130)
+
+
+def _interrupted(answer: str | None) -> str:
+    if not answer:
+        return "interrupted before the first token"
+    return f"interrupted: the answer so far has no complete call to keep; {kept(answer, partial=True)}"
+
+
+def _listen(report: Report) -> dict[str, Any]:
+    return {"on_text": report.text, "on_attempt": report.attempt, "on_failure": report.failure}
+
+
+def _library_output(settings: LLMSettings, verbose: bool) -> None:
+    """transformers' progress bars (``Loading weights``) only with ``-v``, when the model runs here."""
+    if settings.base_url is not None:
+        return
+    try:
+        from transformers.utils import logging
+    except ImportError:  # the model cannot run here: the backend says so
+        return
+    logging.set_verbosity_error()
+    (logging.enable_progress_bar if verbose else logging.disable_progress_bar)()
 
 
 @click.command()
@@ -138,7 +180,7 @@ def generate(prompt: str, **kw: Any) -> None:
     """Ask an LLM for a scene: prompt -> Canvas code -> a compiled, validated spec."""
     from omostc.llm.api import generate as generate_scene
 
-    _answer(lambda settings, echo: generate_scene(prompt, settings, on_text=echo), kw)
+    _answer(lambda settings, report: generate_scene(prompt, settings, **_listen(report)), kw)
 
 
 @click.command()
@@ -154,7 +196,10 @@ def edit(spec: str, request: str, **kw: Any) -> None:
         scene, _ = load_scene(spec)
     except OmostcError as exc:
         _fail(exc, spec)
-    _answer(lambda settings, echo: edit_scene(scene, request, settings, on_text=echo), kw)
+    if hand_edited(scene):
+        click.echo(printable(f"note: {spec} was edited by hand since its last answer: sending its current canvas as "
+                             "the model's last turn"), err=True)
+    _answer(lambda settings, report: edit_scene(scene, request, settings, **_listen(report)), kw)
 
 
 CHAT_HELP = """Type a request; the model answers with a canvas, compiled when the answer is complete.
@@ -168,15 +213,21 @@ CHAT_HELP = """Type a request; the model answers with a canvas, compiled when th
 
 @click.command()
 @_llm_options
-@click.option("--save", "save_path", default="chat.yaml", show_default=True, type=click.Path(dir_okay=False),
+@click.option("--save", "save_path", default="chat.yaml", show_default=True, metavar="FILE",
               help="Where each compiled scene is saved.")
 def chat(save_path: str, **kw: Any) -> None:
     """An interactive session: stream the model's canvas, compile each answer, save, render."""
     from omostc.llm.chat import open_session
 
-    session = open_session(_settings(kw))
     target = kw["output"] or save_path
-    echo = None if kw["quiet"] else _echo(err=False)
+    if problem := output_problem(target):
+        click.echo(problem, err=True)
+        sys.exit(1)
+    settings = _settings(kw)
+    _library_output(settings, kw["verbose"])
+    session = open_session(settings)
+    report = Report(kw["quiet"], err=False, what="the model" if settings.base_url is None else "the first token")
+    written: list[str] = []  # the files this session saved its scene to
     click.echo(CHAT_HELP)
 
     def save(path: str) -> bool:
@@ -185,22 +236,46 @@ def chat(save_path: str, **kw: Any) -> None:
             return False
         problem = _write_spec(path, session.scene)
         click.echo(problem or f"saved {printable(path)}")
+        if not problem:
+            written.append(path)
         return not problem
 
-    def answer(action: Callable[[], Any]) -> None:
+    def undo() -> None:
+        if not session.undo():
+            click.echo("nothing to undo")
+            return
+        click.echo("undone")
+        if session.scene is not None:
+            save(target)
+        elif target in written:
+            click.echo(f"no scene is left; {printable(target)} keeps the last one saved")
+
+    def answer(action: Callable[[Callable[[str], None]], Any]) -> None:
+        report.attempt(1, 1)
         try:
-            result = action()
+            result = action(report.text)
+        except KeyboardInterrupt:
+            report.end_line()
+            click.echo("interrupted before the first token: /retry asks again")
+            return
         except CompileError as exc:
-            click.echo("")
+            report.end_line()
+            if exc.interrupted:
+                click.echo("interrupted: the answer so far has no complete call to keep; /retry, /edit or /undo"
+                           if exc.answer else "interrupted before the first token: /retry asks again")
+                return
             _print(exc.diagnostics)
             click.echo("the answer did not compile: /retry, /edit or /undo")
             return
         except OmostcError as exc:
-            if echo is not None and isinstance(exc, LLMError) and exc.answer:
-                click.echo("")  # end the streamed line
-            _print(exc.diagnostics or [Diagnostic("error", str(exc), file=None)])
+            report.end_line()
+            _print(located(exc, None))
+            if isinstance(exc, LLMError) and exc.answer:
+                click.echo("the answer so far is kept in the conversation: /retry, /edit or /undo")
             return
-        click.echo("")
+        finally:
+            report.stop()
+        report.end_line()
         _print(result.result.warnings)
         if result.interrupted:
             click.echo("interrupted: keeping the calls completed so far")
@@ -219,20 +294,20 @@ def chat(save_path: str, **kw: Any) -> None:
         elif command == "/help":
             click.echo(CHAT_HELP)
         elif command == "/undo":
-            click.echo("undone" if session.undo() else "nothing to undo")
+            undo()
         elif command == "/retry":
-            answer(lambda: session.retry(echo))
+            answer(session.retry)
         elif command == "/edit":
-            answer(partial(session.edit_last, rest, echo)) if rest else click.echo("usage: /edit TEXT")
+            answer(partial(session.edit_last, rest)) if rest else click.echo("usage: /edit TEXT")
         elif command == "/save":
             save(rest or target)
         elif command == "/render":
             if save(target):
                 _render_in_chat(target, rest or None)
         elif command.startswith("/"):
-            click.echo(f"unknown command {command}; /help lists them")
+            click.echo(printable(f"unknown command {command}; /help lists them"))
         else:
-            answer(partial(session.ask, line, echo))
+            answer(partial(session.ask, line))
 
 
 def _write_spec(path: str, scene: Scene) -> str | None:

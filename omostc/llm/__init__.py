@@ -1,10 +1,10 @@
 """The LLM front: ask a model for Canvas code, compile the answer, keep the conversation.
 
-``conversation`` (Omost's prompts, context trimming), ``server`` (OpenAI-compatible endpoints),
-``local`` (transformers in this process), ``generation`` (ask until an answer compiles), ``chat``
-(an interactive session's state, usable without a terminal) and ``api`` (``generate`` and
-``edit``, what the commands call). Names are loaded on first use, so importing one part does
-not import the others (the HTTP client, transformers).
+``conversation`` (Omost's prompts, context trimming), ``server`` (OpenAI-compatible endpoints;
+``replies`` reads their streams), ``local`` (transformers in this process), ``generation`` (ask
+until an answer compiles), ``chat`` (an interactive session's state, usable without a terminal)
+and ``api`` (``generate`` and ``edit``, what the commands call). Names are loaded on first use,
+so importing one part does not import the others (the HTTP client, transformers).
 """
 
 from importlib import import_module

@@ -73,31 +73,31 @@ class Answer:
 
 
 def _ask(messages: list[Message], prompt: str, settings: LLMSettings, backend: Any,
-         on_text: Callable[[str], None] | None) -> Answer:
+         on_text: Callable[[str], None] | None, listen: dict[str, Any]) -> Answer:
     backend = backend or chat_backend(settings)
     sampling = settings.sampling or SamplingOptions()
     messages, dropped = trim_conversation(messages, getattr(backend, "count_tokens", estimate_tokens),
                                           reserve=sampling.max_tokens)
     generation = generate_scene(backend, messages, retries=settings.retries, prompt=prompt, on_text=on_text,
-                                sampling=sampling)
+                                sampling=sampling, **listen)
     return Answer(generation, dropped)
 
 
 def generate(prompt: str, settings: LLMSettings | None = None, *, backend: Any = None,
-             on_text: Callable[[str], None] | None = None) -> Answer:
+             on_text: Callable[[str], None] | None = None, **listen: Any) -> Answer:
     """Ask a model for a scene: prompt -> Canvas code -> a compiled, validated scene. Raises
     CompileError (the last answer's, located) when no answer compiles, LLMError when the model
-    or server cannot answer."""
+    or server cannot answer. ``listen``: ``on_attempt`` and ``on_failure`` of ``generate_scene``."""
     settings = settings or LLMSettings()
-    return _ask(new_conversation(prompt, settings.kind), prompt, settings, backend, on_text)
+    return _ask(new_conversation(prompt, settings.kind), prompt, settings, backend, on_text, listen)
 
 
 def edit(spec: Scene | str | os.PathLike, request: str, settings: LLMSettings | None = None, *, backend: Any = None,
-         on_text: Callable[[str], None] | None = None) -> Answer:
-    """Ask a model to change a scene (a Scene, or a spec or Canvas file): its conversation so far,
-    then the request."""
+         on_text: Callable[[str], None] | None = None, **listen: Any) -> Answer:
+    """Ask a model to change a scene (a Scene, or a spec or Canvas file): its conversation so far
+    (with its current canvas as the last answer, when it was edited by hand since), then the request."""
     from omostc.api import load_scene
 
     settings = settings or LLMSettings()
     scene = spec if isinstance(spec, Scene) else load_scene(spec)[0]
-    return _ask(edit_conversation(scene, request, settings.kind), request, settings, backend, on_text)
+    return _ask(edit_conversation(scene, request, settings.kind), request, settings, backend, on_text, listen)

@@ -42,8 +42,8 @@ class ChatSession:
         try:
             result = generate_scene(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text)
         except (CompileError, LLMError) as exc:
-            if isinstance(exc, LLMError) and not exc.answer:  # no answer at all: the conversation stays as it was
-                self._unanswered = text
+            if not (exc.answer or "").strip():  # no answer at all (a server error, Ctrl-C before the first
+                self._unanswered = text        # token): the conversation stays as it was, /retry asks again
                 raise
             # keep the turn and what was answered, so it can be retried, undone or edited
             self.messages = [*messages, Message("assistant", exc.answer or "")]

@@ -56,15 +56,40 @@ def new_conversation(prompt: str, model_kind: str = "omost") -> list[Message]:
     return [Message("system", system_message(model_kind)), *example, Message("user", prompt)]
 
 
+def hand_edited(scene: Scene) -> bool:
+    """Whether the scene is no longer what its stored conversation's last answer compiles to (it
+    was edited by hand since): its canvas, not the stored answer, is then the model's last turn."""
+    stored = scene.provenance.conversation if scene.provenance and scene.provenance.conversation else None
+    last = next((m.content for m in reversed(stored or []) if m.role == "assistant"), None)
+    if last is None:
+        return False
+    from omostc.compiler.parse import compile_canvas
+    from omostc.diagnostics import CompileError
+
+    for partial in (False, True):  # an answer cut short (Ctrl-C) was compiled keeping its complete calls
+        try:
+            answered = compile_canvas(last, partial=partial).scene
+        except CompileError:
+            continue
+        if (answered.global_description, answered.regions) == (scene.global_description, scene.regions):
+            return False
+    return True
+
+
 def edit_conversation(scene: Scene, request: str, model_kind: str = "omost") -> list[Message]:
     """The scene's stored conversation, else its decompiled canvas as the last assistant turn,
-    followed by the edit request."""
+    followed by the edit request. When the scene was edited by hand since its last answer
+    (``hand_edited``), its decompiled canvas replaces that answer."""
     stored = scene.provenance.conversation if scene.provenance and scene.provenance.conversation else None
     head = [Message("system", system_message(model_kind)), *(worked_example() if model_kind == "generic" else [])]
     if stored:
         turns = list(stored)
         if turns[0].role != "system":
             turns = head + turns
+        if hand_edited(scene):
+            while turns and turns[-1].role != "assistant":
+                turns.pop()
+            turns[-1] = Message("assistant", decompile(scene, fence=True))
     else:
         prompt = scene.provenance.prompt if scene.provenance and scene.provenance.prompt else None
         turns = list(head)

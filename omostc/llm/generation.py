@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from omostc.compiler.decompile import decompile
 from omostc.compiler.parse import CompileResult, compile_canvas
-from omostc.diagnostics import CompileError, LLMError
+from omostc.diagnostics import CompileError, Diagnostic, LLMError
 from omostc.llm.conversation import SamplingOptions, worked_example
 from omostc.spec.model import Message, Provenance, Scene
 
@@ -24,8 +24,13 @@ class Generation:
 
 
 def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampling: SamplingOptions | None = None,
-             on_text: Callable[[str], None] | None = None, prompt: str | None = None) -> Generation:
+                   on_text: Callable[[str], None] | None = None, prompt: str | None = None,
+                   on_attempt: Callable[[int, int], None] | None = None,
+                   on_failure: Callable[[int, int, CompileError], None] | None = None) -> Generation:
     """Ask for a canvas until an answer compiles (``retries`` more times, each with a new seed).
+
+    ``on_attempt(number, attempts)`` is called before each attempt, ``on_failure(number, attempts,
+    error)`` after each answer that did not compile and is followed by another attempt.
 
     Raises the last CompileError when no answer compiles; an LLMError when the model or server
     fails, with the text it had sent in the error's ``answer`` (``compile_canvas(exc.answer,
@@ -36,6 +41,8 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
     errors: list[CompileError] = []
     for attempt in range(retries + 1):
         seed = sampling.seed if attempt == 0 else rng.randrange(2**31)
+        if on_attempt is not None:
+            on_attempt(attempt + 1, retries + 1)
         parts, interrupted = [], False
         stream = backend.stream(messages, SamplingOptions(sampling.temperature, sampling.top_p, sampling.max_tokens,
                                                           seed))
@@ -64,7 +71,13 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
             errors.append(exc)
             if interrupted:
                 raise
+            if on_failure is not None and attempt < retries:
+                on_failure(attempt + 1, retries + 1, exc)
             continue
+        if interrupted:  # cut by Ctrl-C, not by the token limit the truncation warning guesses
+            result.warnings = [w for w in result.warnings if "truncated" not in w.message]
+        where = getattr(backend, "base_url", None) or backend.model
+        result.warnings.extend(Diagnostic("warning", w, file=where) for w in getattr(backend, "warnings", []))
         # Stored without the system prompt and worked example (constants, restored on edits).
         example = worked_example()
         body = [m for m in messages if m.role != "system"]

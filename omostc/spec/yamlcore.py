@@ -20,7 +20,8 @@ from an unchecked tree. Problems are collected with the mark of the node they co
   joined into their character; libyaml refuses them, so such a document is read by PyYAML's own
   parser).
 
-A block scalar's (``|`` or ``>``) trailing whitespace, such as its final line break, is dropped.
+A block scalar's (``|`` or ``>``) trailing whitespace, such as its final line break, is dropped,
+unless its header asks to keep it (``|+``, ``>+``): then it reads exactly as YAML defines.
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ class _Composer:
 
     def __init__(self, parser):
         self.parser = parser
+        self.source: str = getattr(parser, "source", "")
         self.problems: list[tuple[str, Any]] = []
         self.anchors: dict[str, Any] = {}
         self.open: set[int] = set()
@@ -278,7 +280,7 @@ class _Composer:
             tag = STR
         else:
             tag = event.tag
-        if event.style in ("|", ">") and tag == STR:
+        if event.style in ("|", ">") and tag == STR and not _keeps(self.source, event.start_mark):
             value = value.rstrip()
         data = self._value(tag, value, event.start_mark)
         node = ScalarNode(tag, data if tag == STR and data is not None else value, event.start_mark, event.end_mark,
@@ -332,11 +334,26 @@ class _Composer:
         return None
 
 
+_BLOCK_HEADER = re.compile(r"[|>](?:[1-9]?[-+]?|[-+][1-9])")
+
+
+def _keeps(source: str, mark) -> bool:
+    """Whether the block scalar at ``mark`` has the keep chomping indicator (``|+``, ``>2+``)."""
+    index = getattr(mark, "index", -1)
+    header = _BLOCK_HEADER.match(source, index) if 0 <= index < len(source) else None
+    return header is not None and "+" in header.group()
+
+
 class _CoreLoading:
     """What the spec loaders change in PyYAML's SafeLoader and CSafeLoader: YAML 1.2 core scalars,
-    and a bounded, non-recursive composer that builds the data as it goes."""
+    and a bounded, non-recursive composer that builds the data as it goes. The document's text is
+    kept for the block scalars' headers, which the parsers' events do not carry."""
 
     yaml_implicit_resolvers = core_resolvers()
+
+    def __init__(self, stream):
+        super().__init__(stream)  # type: ignore[call-arg]  # a mixin: the next class is a PyYAML loader
+        self.source = stream if isinstance(stream, str) else ""
 
     def get_single_node(self):
         return _Composer(self).document()

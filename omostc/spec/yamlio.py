@@ -333,12 +333,34 @@ def _str_representer(dumper: yaml.representer.SafeRepresenter, value: str) -> ya
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _block_str_representer(dumper: yaml.representer.SafeRepresenter, value: str) -> yaml.ScalarNode:
+    # Multi-line text, its trailing line breaks included, as a literal block (written ``|+`` when it
+    # ends in one, which the reader keeps); where a block cannot hold the text exactly (spaces at
+    # the end of a line, tabs, CR), the emitter writes it double-quoted.
+    odd = [] if value.isprintable() else [ch for ch in value if not ch.isprintable()]
+    if odd and set(odd) == {"\n"} and value.rstrip("\n") == value.rstrip("\n").rstrip(" "):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return _str_representer(dumper, value)
+
+
 class _PySpecDumper(yaml.SafeDumper):
     pass
 
 
 _PySpecDumper.add_representer(str, _str_representer)
 yamlcore.add_core_resolvers(_PySpecDumper)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """For specs with a stored conversation: its turns, multi-line, written as blocks that diff well."""
+
+    def determine_block_hints(self, text: str) -> str:
+        hints = super().determine_block_hints(text)
+        return hints + "+" if text.endswith("\n") and not hints.endswith("+") else hints  # else clipped on reading
+
+
+_BlockDumper.add_representer(str, _block_str_representer)
+yamlcore.add_core_resolvers(_BlockDumper)
 
 _SpecDumper: type[yaml.SafeDumper] | type[yaml.CSafeDumper]
 if getattr(yaml, "__with_libyaml__", False):
@@ -353,9 +375,14 @@ else:  # pragma: no cover - PyYAML built without libyaml
 
 
 def dumps_spec(scene: Scene, *, schema_ref: str | None = SCHEMA_ID, dumper=None) -> str:
-    """The scene as YAML: block style, keys in spec order, unicode kept, long lines unfolded."""
-    body = yaml.dump(scene_to_dict(scene), Dumper=dumper or _SpecDumper, sort_keys=False, allow_unicode=True,
+    """The scene as YAML: block style, keys in spec order, unicode kept, long lines unfolded;
+    multi-line text of a stored conversation as literal blocks."""
+    if dumper is None:
+        dumper = _BlockDumper if scene.provenance and scene.provenance.conversation else _SpecDumper
+    body = yaml.dump(scene_to_dict(scene), Dumper=dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=2**30, indent=2)
+    if body.endswith("\n...\n"):  # the document end a final |+ block gets: the end of the file ends it too
+        body = body[:-4]
     header = f"# yaml-language-server: $schema={schema_ref}\n" if schema_ref else ""
     return header + body
 
