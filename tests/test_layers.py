@@ -30,6 +30,7 @@ ALLOWED = {
     "cli": {"spec", "ir", "compiler", "backends", "batch", "llm", "dev", "api"},
     "api": {"spec", "compiler"},
     "data": set(),
+    "__main__": {"cli"},  # python -m omostc
 }
 # ir/ too, at run time (below); statically it may load a model folder's own tokenizer with transformers.
 NO_MODEL_LIBRARIES = ("compiler", "spec", "settings", "diagnostics", "files", "lru", "api")
