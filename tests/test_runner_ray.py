@@ -214,6 +214,16 @@ class TestDeadWorkers:
         assert any(e.startswith(f"not rendered: every Ray worker ({workers}) died") for e in errors), errors
         assert len((tmp_path / MANIFEST).read_text().splitlines()) == 6
 
+    def test_workers_the_cluster_has_no_room_for_are_not_waited_for(self, tmp_path):
+        from omostc.batch.ray_executor import RayExecutor
+
+        profile = load_profile("preview")
+        items = plan_items([(str(s), load_spec(s)) for s in SPECS[:2]], profile, SIZE, images=2)
+        results = run_batch(items, RayExecutor(profile, workers=3, threads=1), tmp_path / "three", model_name="p")
+        assert [r.status for r in results] == ["rendered"] * 4, [r.error for r in results]  # 2 CPUs: 2 workers
+        results = run_batch(items, RayExecutor(profile, workers=1, threads=3), tmp_path / "wide", model_name="p")
+        assert [r.error for r in results] == ["a Ray worker needs 3 CPUs (--threads) and the cluster has 2"] * 4
+
     def test_a_model_that_will_not_load_fails_every_item_with_the_reason(self, tmp_path):
         from omostc.batch.api import prepare_profile
         from omostc.batch.ray_executor import RayExecutor

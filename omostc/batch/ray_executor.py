@@ -70,9 +70,14 @@ class RayExecutor:
                 watchdog = start_watchdog(before)
         actors: list = []
         try:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
+            resources = ray.cluster_resources()
+            gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 0)
             count = self.workers or max(gpus, 1)
             threads = self.threads or 1
+            if not gpus and threads > cpus:  # Ray would wait for room that never comes
+                reason = f"a Ray worker needs {threads} CPUs (--threads) and the cluster has {cpus:g}"
+                yield from ((p["index"], None, 0.0, reason, []) for p in payloads)
+                return
             remote = (ray.remote(num_gpus=1, max_restarts=RESTARTS, max_task_retries=0) if gpus
                       else ray.remote(num_cpus=threads, max_restarts=RESTARTS, max_task_retries=0))
             worker_cls = remote(self.worker_cls)
