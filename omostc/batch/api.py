@@ -139,8 +139,7 @@ def check_profile(profile: Profile) -> None:
 
 def _executor(profile: Profile, kind: str, workers: int | None, address: str | None, threads: int | None,
               progress: Progress | None):
-    from omostc.batch.executors import LocalExecutor, make_backend
-    from omostc.batch.ray_executor import RayExecutor
+    from omostc.batch.executors import LocalExecutor, RayExecutor, make_backend
 
     if kind == "ray":
         return RayExecutor(profile, workers=workers, address=address, threads=threads)

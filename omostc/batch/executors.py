@@ -14,6 +14,8 @@ from omostc.backends import registry
 from omostc.backends.base import Backend, RenderOptions
 from omostc.batch.outputs import KEY_CHUNK, Stamp, png_bytes
 from omostc.batch.profile import Profile
+from omostc.batch.ray_executor import RayExecutor as RayExecutor  # re-exported: the executors live here
+from omostc.batch.ray_executor import RenderWorker as RenderWorker
 from omostc.settings import to_data
 from omostc.spec.model import Scene
 

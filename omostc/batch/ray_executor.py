@@ -22,13 +22,15 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omostc.backends.base import Backend, RenderOptions
-from omostc.batch.executors import RenderResult, _described, _made, _render, make_backend
 from omostc.batch.profile import Profile
 from omostc.batch.ray_watchdog import children_of, start_watchdog, stop_watchdog
 from omostc.spec.model import scene_from_dict, scene_to_dict
+
+if TYPE_CHECKING:  # executors re-exports this module's classes, so its helpers are imported where used
+    from omostc.batch.executors import RenderResult
 
 RESTARTS = 2  # times Ray restarts a worker whose process died, before it is gone for good
 MAX_ATTEMPTS = 3  # renders of one item, each interrupted by its worker's death, before it fails
@@ -143,7 +145,7 @@ def _stream(ray, actors: list, payloads: list[dict]) -> Iterator[RenderResult]:
                 lost = _first_line(exc)
         except ray.exceptions.RayError as exc:  # the task failed, the worker lives
             if item is not None:
-                yield item.payload["index"], None, 0.0, _described(exc).splitlines()[0], []
+                yield item.payload["index"], None, 0.0, _first_line(exc), []
             idle.add(worker)
         else:
             unavailable[worker] = 0
@@ -182,6 +184,8 @@ class RenderWorker:
     """A Ray actor holding one loaded pipeline for its whole life."""
 
     def __init__(self, profile: Profile, threads: int):
+        from omostc.batch.executors import _made, make_backend
+
         self.profile = profile
         self.backend: Backend | None
         self.backend, self.load_error = _made(lambda: make_backend(profile, threads))
@@ -191,6 +195,8 @@ class RenderWorker:
         return True
 
     def render(self, payload: dict) -> RenderResult:
+        from omostc.batch.executors import _render
+
         if self.backend is None:  # not loaded: load_error says why
             return payload["index"], None, 0.0, self.load_error, []
         return _render(self.backend, self.profile, payload["index"], scene_from_dict(payload["scene"]),
