@@ -1,12 +1,14 @@
 """The Ray executor: dead workers, a killed driver, a cluster started outside omostc.
 
-Every test here starts Ray (about 2 s and 740 MiB), so all are marked slow and bounded by timeouts.
+The tests that start Ray (about 2 s and 740 MiB each time) are marked slow and bounded by
+timeouts; the scheduling of items over workers that die is also tested without Ray, quickly.
 Workers that die are test-only subclasses of ``RenderWorker`` given to ``RayExecutor(worker_cls=)``,
 which no command-line input reaches.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -25,9 +27,6 @@ from omostc import load_spec
 from omostc.batch.executors import LocalExecutor, make_backend
 from omostc.batch.profile import load_profile
 from omostc.batch.runner import MANIFEST, plan_items, run_batch
-
-ray = pytest.importorskip("ray", reason="ray is a dev dependency")
-pytestmark = pytest.mark.slow
 
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
 SIZE = {"width": 128, "height": 128}
@@ -94,17 +93,22 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is a dev dependency")
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
 
 @pytest.fixture(scope="class")
 def ray_instance():
+    import ray
+
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", num_cpus=2)
     yield
     ray.shutdown()
 
 
 @pytest.mark.usefixtures("ray_instance")
+@pytest.mark.slow
+@needs_ray
 class TestDeadWorkers:
     """Workers whose processes die: their items go to live workers, each item has its own bounded
     retries, and a batch whose workers all died ends with every item failed, not a hang."""
@@ -139,6 +143,8 @@ class TestDeadWorkers:
             (or a minute passed), so the dead one is offered items all along."""
 
             def __init__(self, profile, threads):
+                import ray
+
                 super().__init__(profile, threads)
                 me = ray.get_runtime_context().get_actor_id()
                 mine = claim.with_name(f"claim-{me}-{os.getpid()}")
@@ -236,6 +242,8 @@ class TestDeadWorkers:
 
 
 @needs_proc
+@pytest.mark.slow
+@needs_ray
 def test_a_killed_driver_leaves_no_process_of_its_ray_instance(tmp_path):
     out = tmp_path / "out"
     driver = subprocess.Popen([*CLI, "render", str(SPECS[0]), "--images", "1000", "-o", str(out), "-q",
@@ -307,6 +315,8 @@ def outside_cluster():
 
 
 @needs_proc
+@pytest.mark.slow
+@needs_ray
 def test_a_cluster_started_outside_omostc_renders_the_local_pngs_and_stays_up(tmp_path, outside_cluster):
     address, head, processes = outside_cluster
     common = ["render", *map(str, SPECS[:3]), "--images", "2", "--width", "128", "--height", "128", "-q"]
@@ -328,3 +338,110 @@ def test_a_cluster_started_outside_omostc_renders_the_local_pngs_and_stays_up(tm
                             "--threads", "1", "--force"], env=CLUSTER_ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "6 rendered, 0 already rendered" in again.stderr, again.stderr
     assert pngs(tmp_path / "ray") == pngs(tmp_path / "local") and head.poll() is None
+
+
+class FakeRay:
+    """Just enough of Ray for ``_stream``: actors whose tasks finish in the order they were sent."""
+
+    class exceptions:  # noqa: N801 - named as Ray's module
+        class RayError(Exception):
+            pass
+
+        class RayActorError(RayError):
+            pass
+
+        class ActorDiedError(RayActorError):
+            pass
+
+        class ActorUnavailableError(RayActorError):
+            pass
+
+    def __init__(self):
+        self.sent: list = []
+
+    class Ref:
+        def __init__(self, order: int, value):
+            self.order, self.value = order, value
+
+    @staticmethod
+    def wait(refs, num_returns=1):
+        return [min(refs, key=lambda r: r.order)], []
+
+    @staticmethod
+    def get(ref):
+        if isinstance(ref.value, Exception):
+            raise ref.value
+        return ref.value
+
+
+class FakeActor:
+    """Lives ``lives`` processes (Ray's restarts); dies on the items ``dies_on`` says."""
+
+    def __init__(self, fake: FakeRay, name: int, dies_on, lives: int = 3):
+        self.fake, self.name, self.dies_on, self.lives = fake, name, dies_on, lives
+        self.rendered: list[int] = []
+        self.sent_when_dead = 0
+        actor = self
+
+        class Method:
+            def __init__(self, call):
+                self.call = call
+
+            def remote(self, *args):
+                ref = FakeRay.Ref(len(actor.fake.sent), self.call(*args))
+                actor.fake.sent.append(ref)
+                return ref
+
+        self.ready = Method(self._ready)
+        self.render = Method(self._render)
+
+    def _ready(self):
+        return True if self.lives > 0 else FakeRay.exceptions.ActorDiedError("The actor died")
+
+    def _render(self, payload):
+        if self.lives <= 0:
+            self.sent_when_dead += 1
+            return FakeRay.exceptions.ActorDiedError("The actor is dead")
+        if self.dies_on(payload["index"]):
+            self.lives -= 1
+            return FakeRay.exceptions.ActorDiedError("The actor died unexpectedly before finishing this task.")
+        self.rendered.append(payload["index"])
+        return payload["index"], b"png", 0.0, None, []
+
+
+def stream(actors, items: int, fake: FakeRay):
+    from omostc.batch.ray_executor import _stream
+
+    return {r[0]: r[3] for r in _stream(fake, actors, [{"index": i} for i in range(items)])}
+
+
+@pytest.mark.parametrize("items", [1, 2, 8, 30])
+def test_scheduling_a_worker_dead_for_good_gets_nothing_more_and_its_items_are_rendered(items):
+    fake = FakeRay()
+    doomed, healthy = FakeActor(fake, 0, lambda i: True), FakeActor(fake, 1, lambda i: False)
+    results = stream([doomed, healthy], items, fake)
+    assert results == dict.fromkeys(range(items))
+    assert sorted(healthy.rendered) == list(range(items))  # each once, the doomed worker's included
+    assert doomed.sent_when_dead == 0 and doomed.rendered == []
+    assert doomed.lives == (0 if items >= 8 else doomed.lives)  # in a long batch it used up its restarts
+
+
+def test_scheduling_an_item_that_kills_every_worker_fails_alone():
+    from omostc.batch.ray_executor import MAX_ATTEMPTS
+
+    fake = FakeRay()
+    actors = [FakeActor(fake, n, lambda i: i == 2) for n in range(2)]
+    results = stream(actors, 6, fake)
+    assert [i for i, e in results.items() if e] == [2] and len(results) == 6
+    assert results[2].startswith(f"not rendered: the Ray worker rendering it died {MAX_ATTEMPTS} times")
+    assert sum(3 - a.lives for a in actors) == MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_scheduling_ends_when_every_worker_is_gone(workers):
+    fake = FakeRay()
+    actors = [FakeActor(fake, n, lambda i: True) for n in range(workers)]
+    results = stream(actors, 10, fake)
+    assert len(results) == 10 and all(e.startswith("not rendered: ") for e in results.values())
+    assert any(e.startswith(f"not rendered: every Ray worker ({workers}) died") for e in results.values())
+    assert all(a.lives == 0 and a.sent_when_dead == 0 for a in actors)

@@ -115,13 +115,11 @@ def _stream(ray, actors: list, payloads: list[dict]) -> Iterator[RenderResult]:
     for worker in live:
         probe(worker)
     while pending or any(item is not None for _, item in running.values()):
-        if not live:
+        if not live or not running:  # (with live workers, one is busy: an idle one takes what no other can)
+            why = f"every Ray worker ({len(actors)}) died (the last: {lost})" if not live else "no Ray worker took it"
             for left in pending:
-                yield (left.payload["index"], None, 0.0,
-                       f"not rendered: every Ray worker ({len(actors)}) died (the last: {lost})", [])
+                yield left.payload["index"], None, 0.0, f"not rendered: {why}", []
             return
-        if not running:  # cannot happen (an idle live worker takes any item no other live worker can)
-            raise RuntimeError("Ray scheduling stalled with items left")
         (ref,), _ = ray.wait(list(running), num_returns=1)
         worker, item = running.pop(ref)
         try:
