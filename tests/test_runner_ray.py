@@ -272,6 +272,41 @@ def test_a_killed_driver_leaves_no_process_of_its_ray_instance(tmp_path):
         kill_all(processes)
 
 
+@needs_proc
+@pytest.mark.slow
+@needs_ray
+def test_worker_processes_killed_mid_batch_cost_no_item(tmp_path):
+    """``kill -9`` of a worker process, three times: Ray restarts it or the other worker goes on;
+    every item renders, as a local run renders it."""
+    common = ["render", str(SPECS[0]), "--images", "120", "--width", "512", "--height", "512", "-q"]
+    out = tmp_path / "ray"
+    driver = subprocess.Popen([*CLI, *common, "-o", str(out), "--executor", "ray", "--workers", "2", "--threads", "1"],
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    processes: dict[int, str] = {}
+    kills = []
+    try:
+        deadline = time.monotonic() + 240
+        while driver.poll() is None and len(kills) < 3 and time.monotonic() < deadline:
+            done = len(list(out.glob("*/*.png")))
+            workers = sorted(p for p in descendants(driver.pid) if "RenderWorker" in cmdline(p))
+            if done >= 10 * (len(kills) + 1) and workers:
+                os.kill(workers[0], signal.SIGKILL)
+                kills.append(done)
+            time.sleep(0.1)
+        processes = descendants(driver.pid)
+        _, err = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        kill_all(processes)
+    assert len(kills) == 3 and driver.returncode == 0, err
+    assert "120 rendered, 0 already rendered, 0 failed" in err
+    local = subprocess.run([*CLI, *common, "-o", str(tmp_path / "local")], env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert local.returncode == 0, local.stderr
+    assert pngs(out) == pngs(tmp_path / "local")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
