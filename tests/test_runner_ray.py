@@ -313,6 +313,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@needs_ray
+def test_an_address_where_no_cluster_answers_fails_the_items_at_once(tmp_path):
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    res = subprocess.run([*CLI, "render", str(SPECS[0]), "--images", "2", "-o", str(tmp_path), "--executor", "ray",
+                          "--ray-address", f"127.0.0.1:{port}"], env=ENV, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 30
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert f"error: cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers" in res.stderr
+    assert "0 rendered, 0 already rendered, 2 failed" in res.stderr
+
+
 @pytest.fixture
 def outside_cluster():
     """A Ray head started with ``ray start`` on loopback, in a temporary folder; stopped (it and

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,7 @@ RESTARTS = 2  # times Ray restarts a worker whose process died, before it is gon
 MAX_ATTEMPTS = 3  # renders of one item, each interrupted by its worker's death, before it fails
 UNAVAILABLE_PROBES = 20  # "temporarily unavailable" answers in a row before a worker counts as gone,
 UNAVAILABLE_WAIT_S = 0.5  # each after this wait: 10 s in all
+CONNECT_TIMEOUT_S = 10.0  # to reach a cluster's address (Ray itself retries for minutes)
 
 
 class RayExecutor:
@@ -60,13 +62,16 @@ class RayExecutor:
         watchdog = None
         if connected_here:
             before = children_of(os.getpid())
-            try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         ignore_reinit_error=True, logging_level=logging.ERROR)
-            except Exception as exc:  # noqa: BLE001 - an unreachable cluster: every item fails with the reason
-                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
-                reason = f"cannot connect to {where}: {_first_line(exc)}"
-                yield from ((p["index"], None, 0.0, reason, []) for p in payloads)
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+            why = _unreachable(self.address)  # checked first: Ray itself retries for minutes
+            if why is None:
+                try:
+                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                             ignore_reinit_error=True, logging_level=logging.ERROR)
+                except Exception as exc:  # noqa: BLE001 - an unreachable cluster: every item fails with the reason
+                    why = _first_line(exc)
+            if why is not None:
+                yield from ((p["index"], None, 0.0, f"cannot connect to {where}: {why}", []) for p in payloads)
                 return
             if self.address is None:  # a local instance of our own: it must not outlive this process
                 watchdog = start_watchdog(before)
@@ -164,6 +169,20 @@ def _choose(pending: list[_Item], worker: int, live: set[int]) -> _Item | None:
     for item in pending:
         if worker not in item.killed or live <= item.killed:
             return item
+    return None
+
+
+def _unreachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why nothing answers at a cluster's ``host:port`` (None: something does, or another form
+    of address such as ``auto`` or ``ray://``, left to Ray)."""
+    address = address or ""
+    host, _, port = address.rpartition(":")
+    if not host or "://" in address or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing answers at {address} ({exc.strerror or exc})"
     return None
 
 
