@@ -202,64 +202,6 @@ def test_a_model_that_will_not_load_is_tried_once_and_fails_every_item(tmp_path)
     assert all(r.error == "OSError: cannot load SDXL from nowhere/model" for r in results)
 
 
-@pytest.mark.slow
-def test_ray_retries_the_items_of_a_worker_that_died(tmp_path):
-    pytest.importorskip("ray", reason="ray is a dev dependency")
-    from omostc import load_spec
-    from omostc.batch.executors import RayExecutor, RenderWorker
-    from omostc.batch.runner import run_batch
-
-    marker = tmp_path / "crashed"
-
-    class CrashOnce(RenderWorker):  # dies, process and all, on its first item; Ray restarts it
-        def render(self, payload):
-            if not marker.exists():
-                marker.write_text("x")
-                os._exit(1)
-            return super().render(payload)
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    profile = load_profile("preview")
-    items = plan_items([(str(s), load_spec(s)) for s in SPECS[:3]], profile, {"width": 128, "height": 128})
-    executor = RayExecutor(profile, workers=1, threads=1, worker_cls=CrashOnce)
-    results = run_batch(items, executor, tmp_path, model_name="preview")
-    assert marker.exists() and [r.status for r in results] == ["rendered"] * 3
-    assert all(Path(r.output).is_file() for r in results)
-
-
-@pytest.mark.slow
-def test_ray_reports_a_model_that_will_not_load_and_a_worker_lost_for_good(tmp_path):
-    """Neither crashes the batch: every item is recorded failed, with the reason."""
-    pytest.importorskip("ray", reason="ray is a dev dependency")
-    import ray
-
-    from omostc import load_spec
-    from omostc.batch.api import prepare_profile
-    from omostc.batch.executors import RayExecutor, RenderWorker
-    from omostc.batch.runner import run_batch
-
-    class AlwaysCrash(RenderWorker):
-        def render(self, payload):
-            os._exit(1)
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    preview = load_profile("preview")
-    items = plan_items([(str(s), load_spec(s)) for s in SPECS[:2]], preview, {"width": 64, "height": 64})
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", num_cpus=2)
-    try:
-        missing = prepare_profile("tiny", model=str(tmp_path / "no-model"), backend_options={"device": "cpu"})
-        results = run_batch(items, RayExecutor(missing, workers=1, threads=1), tmp_path / "a", model_name="x")
-        assert [r.status for r in results] == ["failed"] * 2
-        assert all(r.error.startswith("ModelError: cannot load SDXL from") for r in results)
-
-        results = run_batch(items, RayExecutor(preview, workers=1, threads=1, worker_cls=AlwaysCrash),
-                            tmp_path / "b", model_name="preview")
-        assert [r.status for r in results] == ["failed"] * 2 and all("Actor" in r.error for r in results)
-        assert len(manifest_rows(tmp_path / "b")) == 2
-    finally:
-        ray.shutdown()
-
-
 def test_render_command_errors_are_one_line_and_bad_pngs_do_not_stop_the_batch(tmp_path):
     not_png, plain_png = tmp_path / "a.png", tmp_path / "b.png"
     not_png.write_text("x")
