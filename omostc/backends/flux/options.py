@@ -57,22 +57,27 @@ class FluxOptions:
     pad_to_max: bool = setting(
         False, help="Pad every layer's T5 tokens to max_sequence_length, as the reference implementations "
                     "do (default: each layer keeps its own length, fewer tokens to attend to).")
-    # The regional attention's schedule (RegionalAttentionOptions in attention.py; same names and defaults).
-    mask_steps: int = setting(10, minimum=0, maximum=1000,
-                              help="Denoising steps (from the first) that use the regional mask; then the "
-                                   "global prompt alone (reference: 10 of 24).")
+    # The regional attention's schedule (RegionalAttentionOptions in attention.py: same names and defaults).
+    regional_steps: float = setting(10 / 24, minimum=0, maximum=1,
+                                    help="Fraction of the denoising steps, from the first, that use the regional "
+                                         "mask; then the global prompt alone (reference: 10 of 24).")
+    mask_steps: int | None = setting(None, minimum=0, maximum=1000,
+                                     help="A count of regional steps instead of the fraction (the reference's "
+                                          "mask_inject_steps).")
     double_interval: int = setting(1, minimum=1, maximum=1000,
                                    help="Mask every k-th double-stream block (1: all).")
     single_interval: int = setting(1, minimum=1, maximum=1000,
                                    help="Mask every k-th single-stream block (1: all).")
-    base_ratio: float = setting(0.2, minimum=0, maximum=1,
-                                help="Blend of the global-prompt attention output into the regional one "
-                                     "(reference: 0.1 to 0.3).")
-    area_scaling: bool = setting(False, help="Omost's per-token area scaling of attention scores (capped).")
-
+    base_ratio: float = setting(0.3, minimum=0, maximum=1,
+                                help="Blend of the base pass (global text and image) into image tokens' regional "
+                                     "attention output (reference: 0.1 to 0.3).")
+    area_scaling: bool = setting(False, help="Omost's per-token area scaling of region text scores (off until "
+                                             "measured on a real model).")
+    area_scale_max: float = setting(4.0, minimum=1, maximum=100, help="The cap of the area scaling factor.")
 
 def regional_fields() -> list[str]:
-    """The names of FluxOptions that configure the regional attention."""
+    """The names of the regional attention's options (FluxOptions has each but ``reference``,
+    which its ``processor`` sets)."""
     from omostc.backends.flux.attention import RegionalAttentionOptions
 
     return [f.name for f in dataclasses.fields(RegionalAttentionOptions)]
@@ -84,7 +89,8 @@ def regional_options(options: FluxOptions) -> Any:
     from omostc.backends.flux.attention import RegionalAttentionOptions
 
     ours = {f.name for f in dataclasses.fields(FluxOptions)}
-    return RegionalAttentionOptions(**{name: getattr(options, name) for name in regional_fields() if name in ours})
+    given = {name: getattr(options, name) for name in regional_fields() if name in ours}
+    return RegionalAttentionOptions(**given, reference=options.processor == "reference")
 
 
 def problems(options: FluxOptions) -> list[str]:

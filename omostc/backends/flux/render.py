@@ -115,8 +115,7 @@ class FluxRegionalBackend:
         from omostc.backends.flux.attention import RegionalAttention, token_masks
 
         masks = token_masks(ir.layers, height, width)
-        return RegionalAttention(cond.lengths, masks, regional_options(self.options),
-                                 reference=self.options.processor == "reference")
+        return RegionalAttention(cond.lengths, masks, regional_options(self.options))
 
     @torch.inference_mode()
     def sample(self, ir: SceneIR, cond: FluxConditioning, initial: torch.Tensor | None, generator: torch.Generator,
@@ -141,9 +140,7 @@ class FluxRegionalBackend:
         attention = self._regional(ir, cond, height, width)
         with attention.installed(transformer) if attention is not None else contextlib.nullcontext():
             for i in range(steps):
-                use = attention is not None and attention.use_regions(i, steps)
-                if attention is not None:
-                    attention.set_step(i, steps)
+                use = attention is not None and attention.set_step(i, steps)  # also tells the processors
                 text = regional if use else plain
                 velocity = transformer(
                     hidden_states=latents.to(self.dtype), timestep=times[i].expand(1).to(self.dtype) / 1000,
