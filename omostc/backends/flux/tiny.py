@@ -62,10 +62,10 @@ def t5_vocabulary(size: int = T5_VOCAB) -> list[tuple[str, float]]:
 
 def write_t5_tokenizer(folder: str | os.PathLike, max_length: int = 512) -> Path:
     """Save the offline T5-style tokenizer in the Hugging Face layout of a ``tokenizer_2/`` folder."""
-    from transformers import T5TokenizerFast
+    from transformers import T5Tokenizer  # tokenizers-backed in transformers 5 (T5TokenizerFast is its alias)
 
     folder = Path(folder)
-    tokenizer = T5TokenizerFast(vocab=t5_vocabulary(), extra_ids=0, model_max_length=max_length)
+    tokenizer = T5Tokenizer(vocab=t5_vocabulary(), extra_ids=0, model_max_length=max_length)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -81,7 +81,7 @@ def build_tiny_flux(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
     """
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
 
     from omostc.ir.clip.tokenize import write_tokenizer_folder
 
@@ -92,15 +92,16 @@ def build_tiny_flux(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
     torch.manual_seed(seed)
     clip = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=text["clip"], intermediate_size=text["clip"] * 2,
-        num_hidden_layers=text["layers"], num_attention_heads=4, max_position_embeddings=77, projection_dim=text["clip"],
-        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_act="quick_gelu"))
+        num_hidden_layers=text["layers"], num_attention_heads=4, max_position_embeddings=77,
+        projection_dim=text["clip"], bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        hidden_act="quick_gelu"))
     write_tokenizer_folder(folder / "tokenizer")
     write_t5_tokenizer(folder / "tokenizer_2")
-    tokenizer_2 = T5TokenizerFast.from_pretrained(folder / "tokenizer_2")
+    tokenizer_2 = T5Tokenizer.from_pretrained(folder / "tokenizer_2")
     t5 = T5EncoderModel(T5Config(
         vocab_size=len(tokenizer_2), d_model=text["t5"], d_kv=8, d_ff=text["t5"] * 2, num_layers=text["layers"],
         num_heads=4, feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
-        relative_attention_max_distance=128, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        relative_attention_max_distance=128, pad_token_id=0, eos_token_id=1,
         is_encoder_decoder=False, use_cache=False))
     transformer = FluxTransformer2DModel(
         patch_size=1, in_channels=64, joint_attention_dim=text["t5"], pooled_projection_dim=text["clip"],
