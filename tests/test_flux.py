@@ -46,11 +46,20 @@ def global_spec(tmp_path_factory) -> Path:
     return path
 
 
-def backend(model: Path, **options):
-    from omostc.backends import registry
+@pytest.fixture(scope="session")
+def flux_model(tiny_flux):
+    """The tiny model loaded once (fp32, CPU), for tests of the backend's parts."""
+    from omostc.backends.flux.models import load_flux
 
-    entry = registry.get("flux")
-    return entry.create(str(model), entry.options(device="cpu", dtype="fp32", **options), None)
+    return load_flux(tiny_flux, dtype="fp32", device="cpu")
+
+
+def backend(model, **options):
+    """A FLUX backend on the loaded tiny model with these options."""
+    from omostc.backends.flux.options import FluxOptions
+    from omostc.backends.flux.render import FluxRegionalBackend
+
+    return FluxRegionalBackend(model, FluxOptions(device="cpu", dtype="fp32", **options))
 
 
 def scene_of(path: Path):
@@ -120,7 +129,7 @@ def test_tiny_flux_same_seed_same_bytes_and_small_keeps_flux_blocks(tmp_path):
 # --- the loop against diffusers' FluxPipeline ------------------------------------------------
 
 @pytest.mark.parametrize("steps,size", [(4, 128), (3, 192)])
-def test_global_only_scene_gives_fluxpipelines_latents(tiny_flux, global_spec, steps, size):
+def test_global_only_scene_gives_fluxpipelines_latents(tiny_flux, flux_model, global_spec, steps, size):
     """Padded to the maximum (as FluxPipeline encodes), the same prompt, seed and steps give the
     same latents as diffusers' FluxPipeline; trimmed (the default), the same as FluxPipeline
     given the trimmed T5 states: omostc's loop is FLUX's."""
@@ -128,7 +137,7 @@ def test_global_only_scene_gives_fluxpipelines_latents(tiny_flux, global_spec, s
 
     pipe = FluxPipeline.from_pretrained(tiny_flux, local_files_only=True)
     for pad in (True, False):
-        flux = backend(tiny_flux, pad_to_max=pad, max_sequence_length=96)
+        flux = backend(flux_model, pad_to_max=pad, max_sequence_length=96)
         ir = flux.lower(scene_of(global_spec))
         cond = flux.encoder.encode(ir, pad_to_max=pad)
         ours = flux.sample(ir, cond, None, torch.Generator().manual_seed(11), size, size, steps)
@@ -165,8 +174,8 @@ def test_schedule_is_fluxs_and_img2img_runs_the_last_steps(tiny_flux):
 
 # --- lowering ---------------------------------------------------------------------------------
 
-def test_each_layer_is_one_t5_text_in_omosts_order_and_long_ones_are_warned(tiny_flux, tmp_path):
-    flux = backend(tiny_flux)
+def test_each_layer_is_one_t5_text_in_omosts_order_and_long_ones_are_warned(tiny_flux, flux_model, tmp_path):
+    flux = backend(flux_model)
     ir = flux.lower(scene_of(REPO / "specs" / "cat-in-room.yaml"))
     region = ir.layers[1]
     assert ir.text.texts[1] == " ".join([*region.prefixes, *region.suffixes])
@@ -176,7 +185,7 @@ def test_each_layer_is_one_t5_text_in_omosts_order_and_long_ones_are_warned(tiny
     cond = flux.encoder.encode(ir)
     assert cond.lengths == [len(ids) for ids in ir.text.ids]  # trimmed: each its own length
     assert [c.shape[0] for c in flux.encoder.encode(ir, pad_to_max=True).layers] == [512] * len(ir.layers)
-    short = backend(tiny_flux, max_sequence_length=16).lower(scene_of(REPO / "specs" / "cat-in-room.yaml"))
+    short = backend(flux_model, max_sequence_length=16).lower(scene_of(REPO / "specs" / "cat-in-room.yaml"))
     assert all(len(ids) == 16 and ids[-1] == 1 for ids in short.text.ids)
     assert "global layer: its prompt is" in short.warnings[0].message
     assert "more than the 16 FLUX reads" in short.warnings[0].message
@@ -186,18 +195,19 @@ def test_each_layer_is_one_t5_text_in_omosts_order_and_long_ones_are_warned(tiny
     assert "T5 tokens, more than the 16" in res.output
 
 
-def test_an_ir_lowered_for_another_backend_is_refused(tiny_flux, global_spec):
+def test_an_ir_lowered_for_another_backend_is_refused(flux_model, global_spec):
     from omostc.diagnostics import RenderError
     from omostc.ir.lowering import lower
     from omostc.spec.render import RenderOptions
 
-    flux = backend(tiny_flux)
+    flux = backend(flux_model)
     with pytest.raises(RenderError, match="lower it with this backend"):
         flux.render(lower(scene_of(global_spec)), RenderOptions(width=64, height=64, steps=1), [1])
 
 
 # --- rendering through the command users run -------------------------------------------------
 
+@pytest.mark.slow
 def test_every_spec_renders_on_tiny_flux_same_seed_same_bytes(tiny_flux, tmp_path):
     res = render(SPECS[0], tmp_path / "a", *[str(s) for s in SPECS[1:]], model=tiny_flux)
     assert res.exit_code == 0, res.output
@@ -212,6 +222,7 @@ def test_every_spec_renders_on_tiny_flux_same_seed_same_bytes(tiny_flux, tmp_pat
     assert png(tmp_path / "a", SPECS[0]) == png(tmp_path / "b", SPECS[0])
 
 
+@pytest.mark.slow
 def test_from_png_rerenders_exactly(tiny_flux, tmp_path):
     spec = REPO / "specs" / "dragon.yaml"
     res = render(spec, tmp_path / "first", "--guidance", "5", "--pad-to-max", "--max-sequence-length", "40",
@@ -228,6 +239,7 @@ def test_from_png_rerenders_exactly(tiny_flux, tmp_path):
     assert other.exit_code == 0 and png(tmp_path / "other", spec) != first.read_bytes()
 
 
+@pytest.mark.slow
 def test_sketch_start_and_highres_pass(tiny_flux, global_spec, tmp_path):
     res = render(global_spec, tmp_path, "--sketch-strength", "0.9", "--highres-scale", "2", "--highres-steps", "2",
                  model=tiny_flux)
@@ -241,6 +253,7 @@ def test_sketch_start_and_highres_pass(tiny_flux, global_spec, tmp_path):
     assert sketch.exit_code == 0 and png(tmp_path / "sketch", global_spec) != png(tmp_path / "plain", global_spec)
 
 
+@pytest.mark.slow
 def test_single_file_transformer_with_the_rest_from_a_folder(tiny_flux, global_spec, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -319,8 +332,8 @@ def test_nf4_without_bitsandbytes_says_so():
         assert set(config.components_to_quantize) == {"transformer", "text_encoder_2"}
 
 
-def test_text_cache_is_per_layer(tiny_flux):
-    flux = backend(tiny_flux)
+def test_text_cache_is_per_layer(flux_model):
+    flux = backend(flux_model)
     ir = flux.lower(scene_of(REPO / "specs" / "dragon.yaml"))
     flux.encoder.encode(ir)
     misses = flux.encoder.cache.misses
