@@ -254,6 +254,19 @@ def test_sketch_start_and_highres_pass(tiny_flux, global_spec, tmp_path):
 
 
 @pytest.mark.slow
+def test_offload_on_a_cpu_is_a_no_op_not_a_failure(tiny_flux, tmp_path):
+    """On a CPU the weights already rest in CPU memory; accelerate's sequential offload with the
+    CPU as its execution device fails (diffusers' FluxPipeline too), so offload changes nothing."""
+    spec = REPO / "specs" / "dragon.yaml"
+    plain = render(spec, tmp_path / "plain", model=tiny_flux)
+    assert plain.exit_code == 0, plain.output
+    for flag in ("--offload", "--sequential-offload"):
+        res = render(spec, tmp_path / flag, flag, model=tiny_flux)
+        assert res.exit_code == 0 and "0 failed" in res.output, res.output
+        assert (pixels(png(tmp_path / flag, spec)) == pixels(png(tmp_path / "plain", spec))).all()
+
+
+@pytest.mark.slow
 def test_single_file_transformer_with_the_rest_from_a_folder(tiny_flux, global_spec, tmp_path):
     from safetensors.torch import load_file, save_file
 

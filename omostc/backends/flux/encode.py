@@ -103,13 +103,13 @@ class FluxTextEncoder:
     def device(self):
         return self.model.execution_device
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _t5(self, ids: tuple[int, ...]) -> torch.Tensor:
         te = self.model.text_encoder_2
         out = te(torch.tensor([ids], dtype=torch.long, device=self.device), output_hidden_states=False)[0]
         return out[0].to(dtype=te.dtype).clone()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def pooled(self, text: str) -> torch.Tensor:
         """CLIP-L's pooled output of ``text``, tokenised as diffusers' FluxPipeline does."""
         ids = self.model.tokenizer(text, padding="max_length", max_length=CLIP_LENGTH, truncation=True,

@@ -74,7 +74,8 @@ def load_flux(model: str | os.PathLike, *, dtype: str = "bf16", device: str = "c
     scheduler come from ``base_model`` (a diffusers folder or hub id, default FLUX.1-dev).
 
     ``quantize="nf4"`` loads the transformer and T5 in 4-bit NF4 through bitsandbytes;
-    ``offload`` keeps each component on the CPU until it runs, ``sequential_offload`` each layer.
+    ``offload`` keeps each component on the CPU until it runs, ``sequential_offload`` each layer
+    (both do nothing on a CPU device, where the weights are in CPU memory already).
     """
     import torch
 
@@ -100,6 +101,8 @@ def load_flux(model: str | os.PathLike, *, dtype: str = "bf16", device: str = "c
         raise ModelError(f"cannot load FLUX from {model}: {exc}") from None
     if getattr(pipe, "transformer", None) is None or not hasattr(pipe.transformer.config, "num_single_layers"):
         raise ModelError(f"{model} is not a FLUX.1 pipeline (no FLUX transformer in it)")
+    if torch.device(device).type == "cpu":  # the weights rest in CPU memory already; accelerate's
+        offload = sequential_offload = False  # offload with the CPU as its execution device fails
     if sequential_offload:
         pipe.enable_sequential_cpu_offload(device=device)
     elif offload:

@@ -85,13 +85,13 @@ class FluxRegionalBackend:
 
     # --- pixels <-> latents -----------------------------------------------------------------
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         vae = self.model.vae
         latent = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist.mode()
         return ((latent - vae.config.shift_factor) * vae.config.scaling_factor).float()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         vae = self.model.vae
         latents = latents.to(self.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
@@ -117,7 +117,7 @@ class FluxRegionalBackend:
         masks = token_masks(ir.layers, height, width)
         return RegionalAttention(cond.lengths, masks, regional_options(self.options))
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def sample(self, ir: SceneIR, cond: FluxConditioning, initial: torch.Tensor | None, generator: torch.Generator,
                height: int, width: int, steps: int, strength: float = 1.0, progress=None) -> torch.Tensor:
         """Denoised latents (1, 16, h, w); ``initial`` (the encoded image to start from, at
