@@ -152,6 +152,32 @@ def test_global_only_scene_gives_fluxpipelines_latents(tiny_flux, flux_model, gl
         assert ((ours - theirs).norm() / theirs.norm()).item() < 1e-5, pad
 
 
+@pytest.mark.slow
+def test_schnell_has_no_guidance_no_shift_and_256_tokens(tmp_path, global_spec):
+    from diffusers import FluxPipeline
+
+    from omostc.backends.flux.models import load_flux
+
+    folder = tmp_path / "schnell"
+    assert cli("dev", "tiny-flux", folder, "--schnell").exit_code == 0
+    model = load_flux(folder, dtype="fp32", device="cpu")
+    flux = backend(model, guidance=9.0)
+    assert not model.guidance_embeds and flux.max_length == 256
+    assert not any(p.startswith("Distilled CFG") for p in flux.parameters(None))
+    ir = flux.lower(scene_of(global_spec))
+    cond = flux.encoder.encode(ir)
+    ours = flux.sample(ir, cond, None, torch.Generator().manual_seed(3), 128, 128, 4)
+    pipe = FluxPipeline.from_pretrained(folder, local_files_only=True)
+    theirs = pipe(prompt_embeds=cond.layers[0][None], pooled_prompt_embeds=cond.pooled[None], height=128, width=128,
+                  num_inference_steps=4, guidance_scale=0.0, generator=torch.Generator().manual_seed(3),
+                  output_type="latent").images
+    theirs = pipe._unpack_latents(theirs, 128, 128, pipe.vae_scale_factor)
+    assert ((ours - theirs).norm() / theirs.norm()).item() < 1e-5
+    from omostc.backends.flux import flow
+
+    assert torch.allclose(flow.sigmas(model.scheduler_config, 4, 4096)[:-1], torch.linspace(1.0, 0.25, 4))
+
+
 def test_schedule_is_fluxs_and_img2img_runs_the_last_steps(tiny_flux):
     from diffusers import FlowMatchEulerDiscreteScheduler
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift as diffusers_shift

@@ -77,7 +77,8 @@ def build_tiny_flux(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
     over three axes, the pooled CLIP projection, and a guidance embedding as FLUX.1-dev has
     unless ``guidance=False``, as -schnell); ``size`` sets its depth and width (``TRANSFORMER``).
     The VAE has 16 latent channels and downsamples by 8, with FLUX's scaling and shift factors,
-    so latents pack into 2 x 2 patches exactly as FLUX's; the scheduler is FLUX.1-dev's.
+    so latents pack into 2 x 2 patches exactly as FLUX's; the scheduler is FLUX.1-dev's (-schnell's
+    without guidance).
     """
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
@@ -111,9 +112,9 @@ def build_tiny_flux(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(8, 16, 32, 32), scaling_factor=0.3611, shift_factor=0.1159, sample_size=128,
         use_quant_conv=False, use_post_quant_conv=False)
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096)
+    scheduler = FlowMatchEulerDiscreteScheduler(  # dev's: shifted by the token count; schnell's: no shift
+        num_train_timesteps=1000, shift=3.0 if guidance else 1.0, use_dynamic_shifting=guidance, base_shift=0.5,
+        max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
     pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip,
                         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"), text_encoder_2=t5,
                         tokenizer_2=tokenizer_2, transformer=transformer)
