@@ -12,17 +12,9 @@ import torch
 from conftest import REPO
 
 from omostc import load_scene
-from omostc.backends.flux.attention import (
-    RegionalAttention,
-    RegionalAttentionOptions,
-    _Plan,
-    attention_lse,
-    from_fused_order,
-    fused_attention,
-    region_text_chunked,
-    to_fused_order,
-    token_masks,
-)
+from omostc.backends.flux import fused
+from omostc.backends.flux.attention import RegionalAttention, RegionalAttentionOptions, token_masks
+from omostc.backends.flux.fused import FusedPlan, attention_lse, fused_attention, region_text_chunked
 from omostc.backends.flux.masks import token_grid
 from omostc.backends.flux.reference import joint_mask, reference_attention
 from omostc.ir.lowering import lower
@@ -49,13 +41,17 @@ def spec_layers(path) -> list[Layer]:
     return lower(scene).layers
 
 
+def plan_of(lengths, masks, options) -> FusedPlan:
+    cap = options.area_scale_max if options.area_scaling else None
+    return FusedPlan.build(lengths, masks, "cpu", torch.float32, cap)
+
+
 def both(q, k, v, lengths, masks, options, injected=True, split=True):
     """(fused, reference) on (B, H, S, D) tensors in the stream's order."""
-    tg, t = lengths[0], sum(lengths)
-    plan = _Plan.build(lengths, masks, options, q.device, q.dtype)
-    qf, kf, vf = (to_fused_order(x.transpose(1, 2), tg, t) for x in (q, k, v))
-    fused = fused_attention(qf, kf, vf, plan, SCALE, injected=injected, base_ratio=options.base_ratio, split=split)
-    return (from_fused_order(fused, tg, t).transpose(1, 2),
+    plan = plan_of(lengths, masks, options)
+    qf, kf, vf = (plan.to_fused(x.transpose(1, 2)) for x in (q, k, v))
+    parts = fused_attention(qf, kf, vf, plan, SCALE, injected=injected, base_ratio=options.base_ratio, split=split)
+    return (plan.to_stream(*parts).transpose(1, 2),
             reference_attention(q, k, v, lengths, masks, options, SCALE, injected=injected))
 
 
@@ -63,9 +59,21 @@ OPTIONS = [RegionalAttentionOptions(), RegionalAttentionOptions(base_ratio=0.0),
            RegionalAttentionOptions(base_ratio=1.0), RegionalAttentionOptions(area_scaling=True, area_scale_max=3.0)]
 
 
+@pytest.fixture(params=["default", "grouped", "dense", "masked"])
+def path(request, monkeypatch):
+    """Which fused sub-path runs: the plan's own choice; every coverage group and region text one by
+    one; one masked attention for each; or the masked fallback without log-sum-exp kernels."""
+    limit = {"grouped": 10 ** 6, "dense": 0}.get(request.param)
+    if limit is not None:
+        monkeypatch.setitem(fused.MAX_GROUPS, "cpu", limit)
+        monkeypatch.setitem(fused.MAX_GATHERED_REGIONS, "cpu", limit)
+        monkeypatch.setattr(fused, "GATHER_SAVING", math.inf if limit else 0.0)
+    return request.param
+
+
 @pytest.mark.parametrize("regions,rows,cols", [(1, 7, 9), (2, 5, 13), (5, 11, 3), (17, 9, 7), (40, 13, 11)])
-@pytest.mark.parametrize("split", [True, False], ids=["split", "masked"])
-def test_fused_equals_reference_on_random_inputs(regions, rows, cols, split):
+def test_fused_equals_reference_on_random_inputs(regions, rows, cols, path):
+    split = path != "masked"
     g = torch.Generator().manual_seed(regions * 100 + rows)
     lengths = torch.randint(1, 7, (regions + 1,), generator=g).tolist()
     masks = random_masks(regions + 1, rows * cols, g)
@@ -77,17 +85,17 @@ def test_fused_equals_reference_on_random_inputs(regions, rows, cols, split):
             assert rel_error(fused, ref) < 1e-5, (options, injected)
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
-def test_fused_equals_reference_on_spec_masks(path):
-    layers = spec_layers(path)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_fused_equals_reference_on_spec_masks(spec, path):
+    layers = spec_layers(spec)
     masks = token_masks(layers, 208, 336)  # 13 x 21 tokens
     g = torch.Generator().manual_seed(len(layers))
     lengths = torch.randint(2, 9, (len(layers),), generator=g).tolist()
     s = sum(lengths) + masks.shape[1]
     for options in OPTIONS[:2] + OPTIONS[3:]:
         q, k, v = (torch.randn(1, 2, s, 32, generator=g) for _ in range(3))
-        fused, ref = both(q, k, v, lengths, masks, options)
-        assert rel_error(fused, ref) < 1e-5
+        out, ref = both(q, k, v, lengths, masks, options, split=path != "masked")
+        assert rel_error(out, ref) < 1e-5
 
 
 def probabilities(lengths, masks, options, fused=True):
@@ -145,7 +153,7 @@ def test_chunked_region_part_equals_the_cpu_kernel():
     g = torch.Generator().manual_seed(5)
     masks = random_masks(4, 50, g)
     masks[1:, :7] = False  # image tokens in no region: lse -inf, output 0
-    plan = _Plan.build([3, 2, 4, 3], masks, RegionalAttentionOptions(), torch.device("cpu"), torch.float32)
+    plan = plan_of([3, 2, 4, 3], masks, RegionalAttentionOptions())
     q = torch.randn(2, 3, 50, 16, generator=g)
     k, v = (torch.randn(2, 3, 9, 16, generator=g) for _ in range(2))
     out, lse = attention_lse(q, k, v, SCALE, plan.image_bias)
@@ -153,9 +161,24 @@ def test_chunked_region_part_equals_the_cpu_kernel():
     assert torch.allclose(chunked, out, atol=1e-6)
     covered = masks[1:].any(dim=0)
     assert not covered[:7].any() and covered.any()
+    covered = covered[plan.image_order]  # the plan's rows are in the fused order
     assert torch.equal(torch.isinf(chunked_lse), ~covered.expand_as(lse))
     assert torch.allclose(chunked_lse[:, :, covered], lse[:, :, covered], atol=1e-5)
     assert torch.all(chunked[:, :, ~covered] == 0) and torch.all(out[:, :, ~covered] == 0)
+
+
+def test_a_disagreeing_kernel_falls_back_to_the_masked_path():
+    """Off the CPU the first call is checked against the masked path (kernels the tests cannot run)."""
+    g = torch.Generator().manual_seed(6)
+    lengths, masks = [3, 2, 4], random_masks(3, 30, g)
+    plan = plan_of(lengths, masks, RegionalAttentionOptions())
+    q, k, v = (torch.randn(1, 2, 39, 16, generator=g) for _ in range(3))
+    _, _, image = fused_attention(q, k, v, plan, SCALE, injected=True, base_ratio=0.3)
+    fused._check(q, k, v, plan, SCALE, 0.3, image)
+    assert plan.split and plan.checked
+    with pytest.warns(RuntimeWarning, match="disagree"):
+        fused._check(q, k, v, plan, SCALE, 0.3, image + 1)
+    assert not plan.split
 
 
 # --- token masks --------------------------------------------------------------------------

@@ -15,19 +15,10 @@ Blocks off the interval (``double_interval``, ``single_interval``) attend openly
 stream, blended with the base pass, as the reference does; after the regional steps the loop
 feeds the global layer's tokens alone and the processors call diffusers' own processor.
 
-The fused path never builds a (heads, tokens, tokens) tensor. It splits each image query's
-softmax by key sets: one unmasked attention of the global text and image queries over the
-global text and image keys (exactly plain FLUX's attention, and the base pass for free), which
-also returns its log-sum-exp; one masked attention of the image queries over the regions' text
-keys only (also with its log-sum-exp); and the two are merged exactly,
-``out = out_a + sigmoid(lse_b - lse_a) * (out_b - out_a)``. Region text queries attend with a
-(region text x stream) boolean mask. Kernels: the unmasked part runs flash attention (CUDA
-fp16/bf16: ``_scaled_dot_product_flash_attention``, no mask; CUDA fp32: memory-efficient
-attention; CPU: the flash CPU kernel); the masked parts use the CPU flash kernel (which takes a
-mask) or, on CUDA, a chunked (heads, image, region text) computation and torch's SDPA with a
-boolean mask, which dispatches to memory-efficient attention (flash attention takes no mask).
-Where the log-sum-exp kernels are unavailable the image queries attend all keys with a
-(image x stream) mask and the base pass is a second attention: the same function, slower.
+The fused path (``fused.py``) never builds a (heads, tokens, tokens) tensor: it splits each
+image query's softmax into plain FLUX's attention (global text and image keys, which is also the
+base pass) and the region texts covering it, each through a kernel that returns its log-sum-exp,
+and merges them exactly; see there for the kernels that take masks and those that do not.
 
 ``reference=True`` selects the literal processor: the (S, S) joint mask and the scores
 materialised, softmax, for tests.
@@ -36,15 +27,14 @@ materialised, softmax, for tests.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-CHUNK_ELEMENTS = 1 << 24  # the chunked (heads, image, region text) scores: 64 MiB of fp32 at a time
+from omostc.backends.flux.fused import FusedPlan, fused_attention
+
 DOUBLE, SINGLE = "transformer_blocks", "single_transformer_blocks"
 
 
@@ -90,138 +80,6 @@ def token_masks(layers, height: int, width: int) -> torch.Tensor:
     return build(layers, height, width)
 
 
-@dataclass
-class _Plan:
-    """What the fused path needs at one device and dtype, built once per render and resolution."""
-
-    t_global: int
-    t_regions: int
-    images: int
-    text_mask: torch.Tensor  # (T_R, S) additive 0 / -inf in the processors' order [region texts, global text, image]
-    image_bias: torch.Tensor  # (N, T_R) additive 0 / -inf: the region texts each image token sees
-    uncovered: torch.Tensor  # (N,) additive 0 / -inf: -inf where an image token is in no region
-    key_scale: torch.Tensor | None  # (T_R, 1) Omost's area factors for region text keys, or None
-    split: bool = True  # whether the log-sum-exp kernels work here (False after they raised)
-
-    @classmethod
-    def build(cls, text_lengths: Sequence[int], masks: torch.Tensor, options: RegionalAttentionOptions,
-              device, dtype) -> _Plan:
-        tg, regions = text_lengths[0], list(text_lengths[1:])
-        tr, n = sum(regions), masks.shape[1]
-        layer = torch.repeat_interleave(torch.arange(1, len(text_lengths)), torch.tensor(regions, dtype=torch.long))
-        sees = masks.bool().cpu()[layer].T  # (N, T_R)
-        text_mask = torch.zeros(tr, tr + tg + n, dtype=torch.bool)
-        text_mask[:, :tr] = layer[:, None] == layer[None, :]
-        text_mask[:, tr + tg:] = sees.T
-        zero = torch.zeros((), dtype=torch.float32)
-        text_bias = torch.where(text_mask, zero, -math.inf)
-        bias = torch.where(sees, zero, -math.inf)
-        uncovered = torch.where(sees.any(dim=1), zero, -math.inf)
-        scale = None
-        if options.area_scaling:
-            scale = area_factors(masks, options.area_scale_max)[layer][:, None].to(device, dtype)
-        bias_dtype = dtype if device.type == "cpu" else torch.float32  # the CPU kernel's, or the chunked fp32 path's
-        return cls(tg, tr, n, text_bias.to(device, dtype), bias.to(device, bias_dtype), uncovered.to(device), scale)
-
-
-def area_factors(masks: torch.Tensor, cap: float) -> torch.Tensor:
-    """Per layer: Omost's s = image tokens / tokens in the layer's mask, capped (the global layer: 1)."""
-    counts = masks.bool().sum(dim=1).clamp(min=1).to(torch.float32)
-    return (masks.shape[1] / counts).clamp(max=cap)
-
-
-def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                  bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """SDPA that also returns the log-sum-exp (B, H, L) in fp32, through torch's own kernels.
-    ``bias`` (additive, the query's dtype) only on CPU. Raises RuntimeError where no kernel fits."""
-    if q.device.type == "cpu":
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias,
-                                                                          scale=scale)
-    if bias is not None or q.device.type != "cuda":
-        raise RuntimeError("no log-sum-exp attention kernel for this device")
-    if q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0:
-        out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, False, False, scale=scale)
-        return out[0], out[1]
-    out = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True, 0.0, False, scale=scale)
-    return out[0], out[1][..., :q.shape[2]]  # the efficient kernel pads its log-sum-exp rows
-
-
-def _region_text_part(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan, scale: float):
-    """Image queries over the region texts' keys only, masked: (out fp32, lse fp32); rows in no
-    region get lse -inf and out 0."""
-    if q.device.type == "cpu":  # the flash CPU kernel takes the mask (it gives such rows lse 0: hence ``uncovered``)
-        out, lse = attention_lse(q, k, v, scale, plan.image_bias)
-        return out.float(), lse + plan.uncovered
-    return region_text_chunked(q, k, v, plan.image_bias, scale)
-
-
-def region_text_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
-                        chunk_elements: int = CHUNK_ELEMENTS):
-    """``_region_text_part`` in fp32 by chunks of image queries, for devices without a masked
-    log-sum-exp kernel: at most ``chunk_elements`` scores at a time, (heads, image, region text)."""
-    b, h, n, _ = q.shape
-    rows = max(1, chunk_elements // max(1, b * h * k.shape[2]))
-    outs, lses = [], []
-    for start in range(0, n, rows):
-        s = torch.matmul(q[:, :, start:start + rows], k.transpose(-1, -2)).float() * scale
-        s = s + bias[start:start + rows].float()
-        lse = torch.logsumexp(s, dim=-1)
-        p = torch.exp(s - torch.where(torch.isinf(lse), 0.0, lse)[..., None])
-        outs.append(torch.matmul(p, v.float()))
-        lses.append(lse)
-    return torch.cat(outs, dim=2), torch.cat(lses, dim=2)
-
-
-def to_fused_order(x: torch.Tensor, t_global: int, t_text: int) -> torch.Tensor:
-    """(B, S, H, D) in the stream's order [global text, region texts, image] to (B, H, S, D) in the
-    fused path's [region texts, global text, image]: its plain-FLUX part is one contiguous slice."""
-    return torch.cat([x[:, t_global:t_text].transpose(1, 2), x[:, :t_global].transpose(1, 2),
-                      x[:, t_text:].transpose(1, 2)], dim=2)
-
-
-def from_fused_order(x: torch.Tensor, t_global: int, t_text: int) -> torch.Tensor:
-    """The inverse of ``to_fused_order``: (B, H, S, D) to (B, S, H, D) in the stream's order."""
-    x = x.transpose(1, 2)
-    t_regions = t_text - t_global
-    return torch.cat([x[:, t_regions:t_text], x[:, :t_regions], x[:, t_text:]], dim=1)
-
-
-def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan, scale: float, *,
-                    injected: bool, base_ratio: float, split: bool = True) -> torch.Tensor:
-    """Regional joint attention on (B, H, S, D) tensors in the processors' order [region texts,
-    global text, image]; returns the output in that order."""
-    tr, t = plan.t_regions, plan.t_regions + plan.t_global
-    qa, ka, va = q[:, :, tr:], k[:, :, tr:], v[:, :, tr:]  # global text and image: plain FLUX
-    if not injected:  # off the block interval: open attention over the whole stream, blended with the base
-        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
-        if base_ratio > 0:
-            base = F.scaled_dot_product_attention(q[:, :, t:], ka, va, scale=scale)
-            out = torch.cat([out[:, :, :t], torch.lerp(out[:, :, t:], base, base_ratio)], dim=2)
-        return out
-    out_text = F.scaled_dot_product_attention(q[:, :, :tr], k, v, attn_mask=plan.text_mask, scale=scale)
-    kr = k[:, :, :tr] if plan.key_scale is None else k[:, :, :tr] * plan.key_scale
-    if split and plan.split:
-        try:
-            out_a, lse_a = attention_lse(qa, ka, va, scale)
-        except torch.OutOfMemoryError:
-            raise
-        except RuntimeError:  # no such kernel here: the masked path from now on
-            plan.split = False
-    if split and plan.split:
-        out_b, lse_b = _region_text_part(q[:, :, t:], kr, v[:, :, :tr], plan, scale)
-        weight = torch.sigmoid(lse_b - lse_a[:, :, plan.t_global:]) * (1 - base_ratio)
-        image_a = out_a[:, :, plan.t_global:]
-        image = torch.addcmul(image_a.float(), weight[..., None], out_b - image_a.float()).to(q.dtype)
-        return torch.cat([out_text, out_a[:, :, :plan.t_global], image], dim=2)
-    out_a = F.scaled_dot_product_attention(qa, ka, va, scale=scale)
-    image_mask = torch.cat([plan.image_bias.isfinite(), torch.ones(plan.images, t - tr + plan.images,
-                                                                    dtype=torch.bool, device=q.device)], dim=1)
-    keys = k if plan.key_scale is None else torch.cat([kr, ka], dim=2)
-    image = F.scaled_dot_product_attention(q[:, :, t:], keys, v, attn_mask=image_mask, scale=scale)
-    image = torch.lerp(image, out_a[:, :, plan.t_global:], base_ratio)
-    return torch.cat([out_text, out_a[:, :, :plan.t_global], image], dim=2)
-
-
 class RegionalAttention:
     """One render's regional attention at one resolution: the layers' token counts and masks, the
     options, and the step in progress. The sampling loop asks ``use_regions(step, steps)`` which
@@ -243,7 +101,8 @@ class RegionalAttention:
             raise ValueError(f"masks must be (layers, image tokens) with {len(self.text_lengths)} layers, "
                              f"not {tuple(self.masks.shape)}")
         self.regional = False
-        self._plans: dict[tuple[str, torch.dtype], _Plan] = {}
+        self._plans: dict[tuple[str, torch.dtype], FusedPlan] = {}
+        self._rope: tuple = (None, None)  # (the transformer's rotary tables of this step, them in the fused order)
 
     @property
     def layers(self) -> int:
@@ -265,11 +124,21 @@ class RegionalAttention:
         """The text stream's length in the current step."""
         return sum(self.text_lengths) if self.regional else self.text_lengths[0]
 
-    def plan(self, device, dtype) -> _Plan:
+    def plan(self, device, dtype) -> FusedPlan:
         key = (str(device), dtype)
         if key not in self._plans:
-            self._plans[key] = _Plan.build(self.text_lengths, self.masks, self.options, torch.device(device), dtype)
+            o = self.options
+            self._plans[key] = FusedPlan.build(self.text_lengths, self.masks, device, dtype,
+                                               o.area_scale_max if o.area_scaling else None)
         return self._plans[key]
+
+    def fused_rope(self, rope, plan: FusedPlan):
+        """The rotary tables (cos, sin), (S, D) each, in the fused order: once per transformer call."""
+        if rope is None:
+            return None
+        if self._rope[0] is not rope[0]:
+            self._rope = (rope[0], tuple(x.index_select(0, plan.order.to(x.device)) for x in rope))
+        return self._rope[1]
 
     def injected(self, kind: str, index: int) -> bool:
         interval = self.options.double_interval if kind == DOUBLE else self.options.single_interval
@@ -338,22 +207,28 @@ class RegionalFluxAttnProcessor:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         if attention_mask is not None:
             raise ValueError("regional attention does not combine with another attention mask")
-        q, k, v = _project(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
         tg, t = owner.text_lengths[0], sum(owner.text_lengths)
         scale = attn.head_dim ** -0.5
         injected = owner.injected(self.kind, self.index)
         if owner.options.reference:
             from omostc.backends.flux.reference import reference_attention
 
-            q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+            q, k, v = (x.transpose(1, 2) for x in _project(attn, hidden_states, encoder_hidden_states,
+                                                            image_rotary_emb))
             out = reference_attention(q, k, v, owner.text_lengths, owner.masks, owner.options, scale,
                                       injected=injected).transpose(1, 2)
-        else:
-            q, k, v = (to_fused_order(x, tg, t) for x in (q, k, v))
-            plan = owner.plan(q.device, q.dtype)
-            out = from_fused_order(fused_attention(q, k, v, plan, scale, injected=injected,
-                                                   base_ratio=owner.options.base_ratio, split=owner.split_softmax),
-                                   tg, t)
+        else:  # projected straight into the fused order: one gather of the block's input
+            plan = owner.plan(hidden_states.device, hidden_states.dtype)
+            if encoder_hidden_states is None:
+                hidden_states = hidden_states.index_select(1, plan.order)
+            else:
+                hidden_states = hidden_states.index_select(1, plan.image_order)
+                encoder_hidden_states = torch.cat([encoder_hidden_states[:, tg:], encoder_hidden_states[:, :tg]], 1)
+            q, k, v = (x.transpose(1, 2) for x in _project(attn, hidden_states, encoder_hidden_states,
+                                                            owner.fused_rope(image_rotary_emb, plan)))
+            parts = fused_attention(q, k, v, plan, scale, injected=injected, base_ratio=owner.options.base_ratio,
+                                    split=owner.split_softmax)
+            out = plan.to_stream(*parts)
         out = out.flatten(2, 3).to(q.dtype)
         if encoder_hidden_states is None:
             return out

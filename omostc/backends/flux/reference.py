@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from omostc.backends.flux.attention import RegionalAttentionOptions, area_factors
+from omostc.backends.flux.attention import RegionalAttentionOptions
+from omostc.backends.flux.fused import area_factors
 
 
 def joint_mask(text_lengths: Sequence[int], masks: torch.Tensor) -> torch.Tensor:
