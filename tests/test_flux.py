@@ -355,6 +355,15 @@ def test_models_that_do_not_load_are_errors_not_tracebacks(tmp_path, global_spec
     assert "must be .safetensors or .sft" in res.output
 
 
+def test_nf4_on_a_cpu_is_a_clear_error(tmp_path, global_spec):
+    """diffusers' bitsandbytes quantizer needs a CUDA GPU: said before loading, not a RuntimeError."""
+    res = render(global_spec, tmp_path, "--quantize", "nf4", "--log", "json", model=tmp_path / "anything")
+    assert res.exit_code == 1 and "quantize: nf4 needs a CUDA GPU" in res.output, res.output  # the profile's cpu
+    assert "RuntimeError" not in res.output
+    res = render(global_spec, tmp_path, "--quantize", "nf4", "--device", "cpu", model=tmp_path / "anything")
+    assert res.exit_code == 2 and "nf4 needs a CUDA GPU" in res.output and "not device 'cpu'" in res.output
+
+
 def test_nf4_without_bitsandbytes_says_so():
     import importlib.util
 
@@ -364,9 +373,9 @@ def test_nf4_without_bitsandbytes_says_so():
     assert quantization("none", torch.bfloat16) is None
     if importlib.util.find_spec("bitsandbytes") is None:
         with pytest.raises(ModelError, match="pip install bitsandbytes"):
-            quantization("nf4", torch.bfloat16)
+            quantization("nf4", torch.bfloat16, "cuda")
     else:
-        config = quantization("nf4", torch.bfloat16)
+        config = quantization("nf4", torch.bfloat16, "cuda")
         assert config.quant_kwargs["bnb_4bit_quant_type"] == "nf4"
         assert set(config.components_to_quantize) == {"transformer", "text_encoder_2"}
 

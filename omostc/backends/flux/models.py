@@ -50,10 +50,17 @@ def _pipeline_class():
     return FluxPipeline
 
 
-def quantization(quantize: str, dtype):
+NF4_DEVICE = "quantize: nf4 needs a CUDA GPU (diffusers' bitsandbytes quantizer runs on one only)"
+
+
+def quantization(quantize: str, dtype, device: str = "cuda"):
     """diffusers' pipeline quantization config for ``quantize`` (None for ``none``)."""
     if quantize == "none":
         return None
+    import torch
+
+    if torch.device(device).type != "cuda":
+        raise ModelError(f"{NF4_DEVICE}, not {device!r}")
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -84,7 +91,7 @@ def load_flux(model: str | os.PathLike, *, dtype: str = "bf16", device: str = "c
     model = resolve_model(model)
     path = Path(model)
     single_file = path.is_file()
-    quant = quantization(quantize, dt)
+    quant = quantization(quantize, dt, device)
     try:
         with warnings.catch_warnings():  # diffusers >= 0.42 renames torch_dtype; older ones need it
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)

@@ -96,6 +96,9 @@ def regional_options(options: FluxOptions) -> Any:
 def problems(options: FluxOptions) -> list[str]:
     """What is wrong with the options, found before any model loads."""
     out = []
+    if options.quantize == "nf4" and options.device is not None and not options.device.startswith("cuda"):
+        out.append(f"quantize: nf4 needs a CUDA GPU (diffusers' bitsandbytes quantizer runs on one only), "
+                   f"not device {options.device!r}")
     if options.quantize == "nf4" and options.sequential_offload:
         out.append("quantize: nf4 does not go with sequential_offload (bitsandbytes weights cannot be moved "
                    "layer by layer); use offload (model offload) with NF4")
