@@ -349,6 +349,8 @@ def test_models_that_do_not_load_are_errors_not_tracebacks(tmp_path, global_spec
     assert "cannot load FLUX" in res.output and "Traceback" not in res.output
     res = render(global_spec, tmp_path / "sdxl", model=tiny_model_dir)
     assert "not a FLUX.1 pipeline" in res.output or "cannot load FLUX" in res.output
+    res = render(global_spec, tmp_path / "builtin", model="builtin:tiny-sdxl")
+    assert "no built-in FLUX model 'builtin:tiny-sdxl'" in res.output and "builtin:tiny-flux" in res.output
     bad = tmp_path / "x.bin"
     bad.write_bytes(b"\0" * 16)
     res = render(global_spec, tmp_path / "bin", model=bad)

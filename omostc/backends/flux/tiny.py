@@ -124,7 +124,10 @@ def build_tiny_flux(folder: str | os.PathLike, *, seed: int = 0, size: str = "ti
 
 
 def resolve_model(model: str | os.PathLike) -> str:
-    """``builtin:tiny-flux`` is built once into the cache (atomically); anything else is as given."""
+    """``builtin:tiny-flux`` is built once into the cache (atomically); another ``builtin:`` name
+    is a ModelError; anything else is as given."""
+    if str(model).startswith("builtin:") and str(model) != BUILTIN_TINY:
+        raise ModelError(f"no built-in FLUX model {str(model)!r}: the flux backend has {BUILTIN_TINY}")
     if str(model) != BUILTIN_TINY:
         return str(model)
     return str(built_once("tiny-flux-seed0", lambda folder: build_tiny_flux(folder, seed=0)))
