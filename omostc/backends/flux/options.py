@@ -60,7 +60,7 @@ class FluxOptions:
     # The regional attention's schedule (RegionalAttentionOptions in attention.py: same names and defaults).
     regional_steps: float = setting(10 / 24, minimum=0, maximum=1,
                                     help="Fraction of the denoising steps, from the first, that use the regional "
-                                         "mask; then the global prompt alone (reference: 10 of 24).")
+                                         "mask; then the global prompt alone (default 10/24, the reference's).")
     mask_steps: int | None = setting(None, minimum=0, maximum=1000,
                                      help="A count of regional steps instead of the fraction (the reference's "
                                           "mask_inject_steps).")
@@ -70,10 +70,10 @@ class FluxOptions:
                                    help="Mask every k-th single-stream block (1: all).")
     base_ratio: float = setting(0.3, minimum=0, maximum=1,
                                 help="Blend of the base pass (global text and image) into image tokens' regional "
-                                     "attention output (reference: 0.1 to 0.3).")
+                                     "attention output (default 0.3; reference examples: 0.1 to 0.3).")
     area_scaling: bool = setting(False, help="Omost's per-token area scaling of region text scores (off until "
                                              "measured on a real model).")
-    area_scale_max: float = setting(4.0, minimum=1, maximum=100, help="The cap of the area scaling factor.")
+    area_scale_max: float = setting(4.0, minimum=1, maximum=100, help="The cap of the area scaling factor (default 4).")
 
 def regional_fields() -> list[str]:
     """The names of the regional attention's options (FluxOptions has each but ``reference``,
