@@ -221,6 +221,31 @@ def test_each_layer_is_one_t5_text_in_omosts_order_and_long_ones_are_warned(tiny
     assert "T5 tokens, more than the 16" in res.output
 
 
+def test_the_loop_feeds_every_layers_tokens_in_the_regional_steps_then_the_global_ones(flux_model):
+    flux = backend(flux_model, regional_steps=0.5)
+    ir = flux.lower(scene_of(REPO / "specs" / "dragon.yaml"))
+    cond = flux.encoder.encode(ir)
+    transformer = flux_model.transformer
+    before = dict(transformer.attn_processors)
+    seen = []
+
+    def spy(module, args, kwargs):
+        text, ids = kwargs["encoder_hidden_states"], kwargs["txt_ids"]
+        seen.append((text.shape[1], ids.shape[0], bool((ids == 0).all()),
+                     {type(p).__name__ for p in module.attn_processors.values()}))
+
+    hook = transformer.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        flux.sample(ir, cond, None, torch.Generator().manual_seed(1), 64, 64, 4)
+    finally:
+        hook.remove()
+    total, first = sum(cond.lengths), cond.lengths[0]
+    assert [(n, m, zero) for n, m, zero, _ in seen] == [(total, total, True)] * 2 + [(first, first, True)] * 2
+    assert all("RegionalFluxAttnProcessor" in kinds for *_, kinds in seen)
+    assert {k: type(v) for k, v in transformer.attn_processors.items()} == {k: type(v) for k, v in before.items()}
+    assert cond.layers[0].shape[0] == len(ir.text.ids[0]) and len(cond.layers) == len(ir.layers) > 1
+
+
 def test_an_ir_lowered_for_another_backend_is_refused(flux_model, global_spec):
     from omostc.diagnostics import RenderError
     from omostc.ir.lowering import lower
