@@ -208,6 +208,8 @@ def test_each_layer_is_one_t5_text_in_omosts_order_and_long_ones_are_warned(tiny
     assert ir.text.texts[1].startswith(ir.layers[0].prefixes[0])  # the global description is the root
     tok = flux.model.tokenizer_2
     assert ir.text.ids[1] == tok(ir.text.texts[1]).input_ids and ir.warnings == []
+    shown = ir.to_dict(ids=True)["layers"][1]
+    assert shown["t5_tokens"] == len(ir.text.ids[1]) and shown["t5_ids"] == ir.text.ids[1]
     cond = flux.encoder.encode(ir)
     assert cond.lengths == [len(ids) for ids in ir.text.ids]  # trimmed: each its own length
     assert [c.shape[0] for c in flux.encoder.encode(ir, pad_to_max=True).layers] == [512] * len(ir.layers)
@@ -297,7 +299,8 @@ def test_sketch_start_and_highres_pass(tiny_flux, global_spec, tmp_path):
     assert res.exit_code == 0, res.output
     with Image.open(tmp_path / "cat" / "7.png") as image:
         assert image.size == (128, 128)
-        assert "Hires upscale: 2" in image.text["parameters"]
+        assert "Hires upscale: 2" in image.text["parameters"] and "CFG scale: 1.0" in image.text["parameters"]
+        assert "Distilled CFG Scale: 3.5" in image.text["parameters"]
     plain = render(global_spec, tmp_path / "plain", model=tiny_flux)
     assert plain.exit_code == 0
     sketch = render(global_spec, tmp_path / "sketch", "--sketch-strength", "0.5", model=tiny_flux)
@@ -342,6 +345,7 @@ def test_profiles_are_shipped_and_checked():
     assert load_profile("flux-schnell").render.steps == 4
     assert load_profile("flux-schnell").options.max_sequence_length == 256
     assert load_profile("flux-dev").options.guidance == 3.5
+    assert load_profile("tiny-flux").render.cfg == 1.0  # no CFG pass: the PNG's parameters say CFG 1
 
 
 def test_the_regional_options_are_the_attentions_with_its_defaults():
