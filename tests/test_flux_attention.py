@@ -65,10 +65,17 @@ def path(request, monkeypatch):
     one by one; one masked attention for each; or the masked fallback without log-sum-exp kernels."""
     limit = {"grouped": 64, "dense": 0}.get(request.param)
     if limit is not None:
-        monkeypatch.setitem(fused.MAX_GROUPS, "cpu", limit)
-        monkeypatch.setitem(fused.MAX_GATHERED_REGIONS, "cpu", limit)
+        monkeypatch.setattr(fused, "MAX_GROUPS", limit)
+        monkeypatch.setattr(fused, "MAX_GATHERED_REGIONS", limit)
         monkeypatch.setattr(fused, "GATHER_SAVING", math.inf if limit else 0.0)
     return request.param
+
+
+def test_the_forced_paths_take_effect(path):
+    masks = token_masks(spec_layers(REPO / "specs" / "dragon.yaml"), 160, 160)
+    plan = plan_of([5, 4, 6, 3, 7], masks, RegionalAttentionOptions())
+    grouped = path != "dense"  # "masked" keeps the plan's choice; the log-sum-exp split is off
+    assert (plan.groups is not None, plan.region_pixels is not None) == (grouped, grouped)
 
 
 @pytest.mark.parametrize("regions,rows,cols", [(1, 7, 9), (2, 5, 13), (5, 11, 3), (17, 9, 7), (40, 13, 11)])

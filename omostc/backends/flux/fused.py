@@ -37,8 +37,8 @@ import torch.nn.functional as F
 # Coverage groups and region texts attended one by one (no mask, fewer pairs) up to these counts;
 # beyond, one masked attention. On a GPU each small call costs ~10 kernel launches, more than the
 # pairs it saves: there a few only.
-MAX_GROUPS = {"cpu": 32, "other": 4}
-MAX_GATHERED_REGIONS = {"cpu": 16, "other": 4}
+MAX_GROUPS, MAX_GROUPS_GPU = 32, 4
+MAX_GATHERED_REGIONS, MAX_GATHERED_REGIONS_GPU = 16, 4
 GATHER_SAVING = 0.7  # ... and only when gathering does at most this share of the masked work
 CHUNK_ELEMENTS = 1 << 24  # the chunked fallback's scores: 64 MiB of fp32 at a time
 CHECK_TOLERANCE = 0.05  # first call off the CPU: fused vs masked path, max error / max value
@@ -116,9 +116,10 @@ class FusedPlan:
         text_mask[:, :tr] = layer[:, None] == layer[None, :]
         text_mask[:, tr + tg:] = sees.T
         pixels = [torch.sort(position[regions[r]]).values for r in range(len(lengths))]
-        kind = "cpu" if device.type == "cpu" else "other"
+        max_groups, max_gathered = ((MAX_GROUPS, MAX_GATHERED_REGIONS) if device.type == "cpu"
+                                    else (MAX_GROUPS_GPU, MAX_GATHERED_REGIONS_GPU))
         gathered = sum(t * (t + len(p)) for t, p in zip(lengths, pixels))
-        gather = len(lengths) <= MAX_GATHERED_REGIONS[kind] and gathered <= GATHER_SAVING * tr * (tr + tg + n)
+        gather = len(lengths) <= max_gathered and gathered <= GATHER_SAVING * tr * (tr + tg + n)
         zero = torch.zeros((), dtype=torch.float32)
         scale = None
         if area_scale_max is not None:
@@ -128,7 +129,7 @@ class FusedPlan:
         bias[:, :tr] = torch.where(sees, zero, -math.inf)
         order = torch.cat([torch.arange(tg, tg + tr), torch.arange(tg), tg + tr + image_order])
         return cls(t_global=tg, t_regions=tr, images=n, order=order.to(device), image_order=image_order.to(device),
-                   groups=groups if len(groups) <= MAX_GROUPS[kind] else None, region_text=ranges,
+                   groups=groups if len(groups) <= max_groups else None, region_text=ranges,
                    region_pixels=[p.to(device) for p in pixels] if gather else None,
                    text_mask=torch.where(text_mask, zero, -math.inf).to(device, dtype),
                    image_bias=bias.to(device, dtype)[:, :tr],
