@@ -114,7 +114,8 @@ def main() -> None:
     text = torch.randn(1, GLOBAL_TOKENS + REGION_TOKENS * max(counts), config["joint_attention_dim"], generator=g,
                        device=args.device, dtype=dtype)
     ids = torch.zeros(rows, cols, 3, device=args.device)
-    ids[..., 1], ids[..., 2] = torch.arange(rows)[:, None], torch.arange(cols)[None, :]
+    ids[..., 1] = torch.arange(rows, device=args.device)[:, None]
+    ids[..., 2] = torch.arange(cols, device=args.device)[None, :]
     common = dict(hidden_states=torch.randn(1, rows * cols, 64, generator=g, device=args.device, dtype=dtype),
                   pooled_projections=torch.randn(1, config["pooled_projection_dim"], generator=g, device=args.device,
                                                  dtype=dtype),
