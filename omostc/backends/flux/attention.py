@@ -15,6 +15,15 @@ Blocks off the interval (``double_interval``, ``single_interval``) attend openly
 stream, blended with the base pass, as the reference does; after the regional steps the loop
 feeds the global layer's tokens alone and the processors call diffusers' own processor.
 
+Where this differs from the reference code (pipeline_flux_regional.py), on purpose: there the
+base prompt is not in the regional stream but runs as a second pass with its own text stream
+(and, in the single-stream blocks, its own image stream), costing a second transformer's
+attention; here the global layer's text is in the stream and the base pass is the global text
+and image part of the same attention, which the fused path gets for free. The reference also
+restricts image-to-image attention to tokens of the same region (or both outside every region);
+here it stays open, as issue 15 specifies. Its regional prompts are padded to 512 tokens each;
+here each keeps its own length unless the backend pads.
+
 The fused path (``fused.py``) never builds a (heads, tokens, tokens) tensor: it splits each
 image query's softmax into plain FLUX's attention (global text and image keys, which is also the
 base pass) and the region texts covering it, each through a kernel that returns its log-sum-exp,
