@@ -82,7 +82,7 @@ def test_shipped_profiles_validate_and_load_by_name_from_any_folder(tmp_path, mo
     for name, path in shipped.items():
         profile = load_profile(name)
         assert profile == load_profile(str(path)) and profile.origin == "shipped with omostc"
-        assert profile.backend in ("sdxl", "preview")
+        assert profile.backend in ("sdxl", "preview", "flux")
     assert (REPO / "schemas" / "profile.schema.json").read_text() == profile_schema_json()
 
 

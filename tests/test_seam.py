@@ -70,7 +70,7 @@ def test_every_source_of_a_setting_is_checked_by_the_same_rules(tmp_path):
     with pytest.raises(SpecError, match="finite"):
         load_profile(str(profile))
     profile.write_text("version: 1\nbackend: preview\ndtype: fp16\n")
-    with pytest.raises(SpecError, match="dtype: an option of the .sdxl. backend, not of .preview."):
+    with pytest.raises(SpecError, match="dtype: an option of the .sdxl. and .flux. backends, not of .preview."):
         load_profile(str(profile))
     with pytest.raises(SettingsError, match="at most 1000"):
         profile_from_dict("x", {"backend": "preview", "render": {"steps": 5000}})

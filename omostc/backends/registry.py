@@ -17,6 +17,7 @@ from omostc.diagnostics import SettingsError
 _ENTRIES = (
     "omostc.backends.preview",
     "omostc.backends.sdxl",
+    "omostc.backends.flux",
 )
 DEFAULT = "preview"
 

@@ -150,7 +150,8 @@ def build_profile_schema() -> dict[str, Any]:
 
         def foreign(key: str, backend: str = entry.name) -> dict[str, Any]:
             others = " and ".join(repr(b) for b in owners[key])
-            return {"not": {}, "$comment": f"an option of the {others} backend, not of {backend!r}"}
+            plural = "s" if len(owners[key]) > 1 else ""
+            return {"not": {}, "$comment": f"an option of the {others} backend{plural}, not of {backend!r}"}
 
         foreign_load = {k: foreign(k) for k in load_props if k not in load}
         foreign_render = {k: foreign(k) for k in render_props if k not in backend_render}
