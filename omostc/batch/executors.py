@@ -17,7 +17,7 @@ from dataclasses import asdict
 from typing import TypeVar
 
 from omostc.backends import registry
-from omostc.backends.base import Backend, RenderOptions
+from omostc.backends.base import Backend, Noise, RenderOptions, Seed, image_seed
 from omostc.batch.outputs import KEY_CHUNK, Stamp, png_bytes
 from omostc.batch.profile import Profile
 from omostc.settings import to_data
@@ -57,7 +57,7 @@ def _made(make: Callable[[], T]) -> tuple[T | None, str | None]:
         return None, _described(exc)
 
 
-def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[int], stamp: Stamp,
+def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[Seed], stamp: Stamp,
                 progress=None, extra_text: dict[str, str] | None = None,
                 warnings: list[str] | None = None) -> list[tuple[int, bytes]]:
     """Render a scene with a backend; PNG bytes (provenance embedded, as ``options.provenance``
@@ -66,17 +66,19 @@ def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: l
     if warnings is not None:
         warnings += [d.message for d in ir.warnings]
     images = backend.render(ir, options, seeds, progress=progress)
-    return [(seed, png_bytes(image, scene, options.snapped(), seed, stamp, extra_text))
+    return [(image_seed(seed), png_bytes(image, scene, options.snapped(), image_seed(seed), stamp, extra_text,
+                                         seed if isinstance(seed, Noise) else None))
             for seed, image in zip(seeds, images)]
 
 
 def _payload(index: int, item, model_name: str | None) -> dict:
     """What a Ray worker needs of an item, as plain data."""
     return {"index": index, "scene": scene_to_dict(item.scene), "options": asdict(item.options),
-            "seed": item.seed, "key": item.key, "model": model_name}
+            "seed": item.seed, "key": item.key, "model": model_name,
+            "noise": asdict(item.noise) if item.noise is not None else None}
 
 
-def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: int, key: str,
+def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: Seed, key: str,
             model_name: str | None, progress=None) -> RenderResult:
     started = time.perf_counter()
     warnings: list[str] = []
@@ -166,7 +168,9 @@ class RenderWorker:
         if self.backend is None:  # not loaded: load_error says why
             return payload["index"], None, 0.0, self.load_error, []
         return _render(self.backend, self.profile, payload["index"], scene_from_dict(payload["scene"]),
-                       RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
+                       RenderOptions.from_dict(payload["options"]),
+                       Noise(**payload["noise"]) if payload.get("noise") else payload["seed"], payload["key"],
+                       payload["model"])
 
 
 class LocalExecutor:
@@ -190,5 +194,5 @@ class LocalExecutor:
                 continue
             step = ((lambda i, n, item=item, k=index: progress(item, k + 1, len(items), i, n))
                     if progress else None)
-            yield _render(self.backend, self.profile or item.profile, index, item.scene, item.options, item.seed,
+            yield _render(self.backend, self.profile or item.profile, index, item.scene, item.options, item.draw,
                           item.key, model_name, step)

@@ -14,6 +14,19 @@ from omostc.backends.base import Backend, BackendEntry
 from omostc.backends.sdxl.options import SDXLOptions, problems
 
 
+def resolve(options: SDXLOptions) -> SDXLOptions:
+    """The dtype made explicit: fp32 on a CPU, fp16 on an accelerator (the device, which changes
+    no setting's meaning, stays as given)."""
+    from dataclasses import replace
+
+    if options.dtype is not None:
+        return options
+    from omostc.backends.common.devices import default_device
+
+    device = options.device or default_device()
+    return replace(options, dtype="fp32" if device.split(":")[0] == "cpu" else "fp16")
+
+
 def create(model: str | None, options: Any, threads: int | None) -> Backend:
     from omostc.backends.common.devices import default_device
     from omostc.backends.sdxl.models import load_sdxl
@@ -45,4 +58,5 @@ ENTRY = BackendEntry(
     model_help="Hub id, diffusers folder, single .safetensors file, or builtin:tiny-sdxl.",
     validate=problems,
     dev_commands=dev_commands,
+    resolve=resolve,
 )
