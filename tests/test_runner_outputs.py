@@ -410,3 +410,24 @@ def test_built_once_removes_stale_build_temporaries_but_not_live_ones(tmp_path, 
     assert (target / "model_index.json").is_file()
     assert not dead.exists() and not old.exists() and live.exists() and fresh_legacy.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m-") and p not in (live, fresh_legacy)]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombies are seen through /proc (Linux)")
+def test_a_killed_writer_not_yet_waited_for_counts_as_gone(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from omostc.backends.common.cache import pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert pid_alive(proc.pid) is True
+        proc.send_signal(signal.SIGKILL)
+        deadline = time.time() + 10
+        while pid_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        assert pid_alive(proc.pid) is False  # a zombie until waited for: it writes nothing more
+    finally:
+        proc.kill()
+        proc.wait()

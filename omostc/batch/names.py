@@ -41,11 +41,18 @@ def safe_name(stem: str) -> str:
     trailing = len(name) - len(name.rstrip(". "))
     if trailing:
         name = name[:len(name) - trailing] + "_" * trailing
-    raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) > MAX_NAME_BYTES:
-        digest = hashlib.sha256(raw).hexdigest()[:12]
-        name = raw[:MAX_NAME_BYTES - 13].decode("utf-8", "ignore") + "-" + digest
+    if _size(name) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        while _size(name) > MAX_NAME_BYTES - 13:
+            name = name[:-1]
+        name = f"{name}-{digest}"
     return name
+
+
+def _size(name: str) -> int:
+    """Bytes of a name on disk (a file name that is not UTF-8 holds lone surrogates: one byte each
+    on POSIX; at most three)."""
+    return len(name.encode("utf-8", "surrogatepass"))
 
 
 def input_name(source: str) -> str:

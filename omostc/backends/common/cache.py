@@ -33,7 +33,17 @@ def pid_alive(pid: int) -> bool | None:
         return True
     except OSError:
         return None
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but not been waited for (killed, its parent not told yet): it
+    writes nothing more. Known on Linux (``/proc``); elsewhere assumed not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def abandoned(path: Path, pid: int | None, host: str | None = None, *, bound: float = STALE_BUILD_SECONDS) -> bool:
