@@ -128,6 +128,30 @@ def test_inputs_with_one_output_name_are_an_error_naming_both_and_reruns_settle(
     assert sorted(r["status"] for r in rows(out)) == ["failed", "skipped"]
 
 
+def test_which_input_keeps_a_name_depends_on_the_command_line_alone(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    broken, good = tmp_path / "a" / "scene.yaml", tmp_path / "b" / "scene.yaml"
+    broken.write_text("version: 1\n")
+    shutil.copy(DRAGON, good)
+    out = tmp_path / "out"
+    res = render(broken, good, "-o", out, *SMALL, "-q")
+    assert res.exit_code == 1 and "already that of" in res.stderr and not pngs(out)
+    shutil.copy(DRAGON, broken)  # fixed: it renders, and the folder was never the other one's
+    res = render(broken, good, "-o", out, *SMALL, "-q")
+    assert res.exit_code == 1 and "1 rendered, 0 already rendered, 1 failed" in res.stderr and len(pngs(out)) == 1
+    assert f"{good}: error: its output name 'scene' (OUT/scene/) is already that of {broken}" in res.stderr
+    first = tmp_path / "first"
+    assert render(CABIN, "-o", first, *SMALL, "-q").exit_code == 0
+    res = render(good, "--from-png", first / "mountain-cabin" / "12345.png", "-o", out, *SMALL, "-q")
+    assert res.exit_code == 0  # another name
+    res = render(DRAGON, "--from-png", out / "scene" / "12345.png", "-o", out, *SMALL, "-q")
+    assert res.exit_code == 0, res.output  # the PNG's folder is not the spec's
+    shutil.copy(DRAGON, tmp_path / "scene.yaml")
+    res = render(tmp_path / "scene.yaml", "--from-png", out / "scene" / "12345.png", "-o", out, *SMALL, "-q")
+    assert res.exit_code == 1 and "already that of" in res.stderr and str(tmp_path / "scene.yaml") in res.stderr
+
+
 @pytest.mark.parametrize("stem", ["manifest.jsonl", "manifest.lock", ".hidden", "con", "LPT1", "nul.x", "a\tb"])
 def test_names_never_clash_with_bookkeeping_hidden_or_reserved_names(tmp_path, stem):
     spec = tmp_path / f"{stem}.yaml"

@@ -70,19 +70,17 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
         if not first_time(source):
             continue
         name = input_name(source)
-        try:
-            scene, found = load_scene(source)
-            warnings.extend(found)
-            planned = plan_source(source, scene, profile, overrides, seeds, images, identity=base_identity,
-                                  warnings=warnings)
-        except OmostcError as exc:
-            failed(source, name, exc)
-            continue
-        other = claims.clash(source, name, [item.seed for item in planned], whole=True)
+        other = claims.clash(source, name, whole=True)
         if other is not None:
             failed(source, name, SettingsError([Diagnostic("error", clash_message(name, other), file=source)]))
             continue
-        items += planned
+        try:
+            scene, found = load_scene(source)
+            warnings.extend(found)
+            items += plan_source(source, scene, profile, overrides, seeds, images, identity=base_identity,
+                                 warnings=warnings)
+        except OmostcError as exc:
+            failed(source, name, exc)
     items.sort(key=lambda item: (item.options.width, item.options.height))
     if from_png:
         warnings += _ignored_for_pngs(overrides, seeds, images)

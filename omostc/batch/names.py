@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 RESERVED_PREFIX = "manifest."  # OUT/manifest.jsonl and its journal, lock, ... files
@@ -90,27 +91,29 @@ def resolves_inside(out_dir: Path, name: str) -> bool:
 
 
 class Claims:
-    """Which input owns each output name (and, for re-rendered PNGs, each name and seed)."""
+    """Which input owns each output name: a spec (or Canvas code) owns its whole folder, from the
+    moment it is given (whether it loads or not, so which input keeps a name depends on the
+    command line alone); a re-rendered PNG owns its name and seed."""
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
         self.outputs: dict[tuple[str, int], str] = {}
 
-    def clash(self, source: str, name: str, seeds: list[int], *, whole: bool) -> str | None:
-        """The input that already owns ``name`` (``whole``: the folder, as a spec does) or one of
-        its ``seeds``, or None after claiming them for ``source``."""
+    def clash(self, source: str, name: str, seeds: Sequence[int] = (), *, whole: bool) -> str | None:
+        """The input that already owns ``name`` (or, for a PNG, one of its ``seeds`` there), or
+        None after claiming them for ``source``."""
         key = name_key(name)
         owner = self.names.get(key)
-        if owner is not None and owner != source and whole:
+        if owner is None and whole:
+            owner = next((o for (k, _), o in self.outputs.items() if k == key), None)
+        if owner is None and not whole:
+            owner = next((self.outputs[(key, s)] for s in seeds if (key, s) in self.outputs), None)
+        if owner is not None and owner != source:
             return owner
-        for seed in seeds:
-            owner = self.outputs.get((key, seed))
-            if owner is not None and owner != source:
-                return owner
         if whole:
-            self.names.setdefault(key, source)
+            self.names[key] = source
         for seed in seeds:
-            self.outputs.setdefault((key, seed), source)
+            self.outputs[(key, seed)] = source
         return None
 
 

@@ -3,8 +3,11 @@
 * The backend (and its model) is created once per batch, on first need; text encodings are
   cached across specs by the backend.
 * Incremental: every PNG carries the key of what made it (scene, resolved settings, profile,
-  seed); an item whose PNG already has its key is skipped, so a CI re-run renders only what
-  changed. ``force`` redoes everything.
+  seed and batch noise, the model's fingerprint and the render version); an item whose PNG
+  already has its key is skipped, so a CI re-run renders only what changed. ``force`` redoes
+  everything.
+* Outputs stay in OUT: names are made safe and unique (``names``), and a folder that leads
+  outside OUT is never written through.
 * Safe to kill at any moment: each PNG and the manifest are replaced atomically, and the manifest
   is rewritten (not appended) after every item, so a re-run finishes the batch with no corrupt or
   duplicate outputs or rows.
@@ -258,7 +261,7 @@ def _remove_stale_temporaries(out_dir: Path, names: set[str]) -> None:
     OUT and in the folders of this batch that are inside it; only those whose writer is gone
     (``cache.abandoned``), never a running batch's."""
     for folder in [out_dir, *(out_dir / n for n in names if resolves_inside(out_dir, n))]:
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() and not folder.is_symlink() else []:
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
             match = _TEMPORARY.fullmatch(tmp.name)
             if match and tmp.is_file() and not tmp.is_symlink() and abandoned(tmp, int(match.group(1))):
                 tmp.unlink(missing_ok=True)
