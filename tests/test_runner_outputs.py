@@ -342,8 +342,9 @@ def test_pngs_record_the_resolved_dtype_and_from_png_keys_follow_the_settings_us
     assert fp32_png.read_bytes() == bf16_png.read_bytes()
     res = render(DRAGON, *base, "-o", out)  # the fp32 batch is not served the bf16 picture
     assert "1 rendered" in res.stderr and fp32_png.read_bytes() == fp32_bytes
-    res = render("--from-png", bf16_png, "--processor", "reference", "-o", tmp_path / "x", "-q")
+    res = render("--from-png", bf16_png, "--processor", "reference", "--dtype", "fp32", "-o", tmp_path / "x")
     assert res.exit_code == 0 and (tmp_path / "x" / "dragon" / "12345.png").read_bytes() == bf16_png.read_bytes()
+    assert "--processor, --dtype do not apply to --from-png images" in res.stderr
 
 
 def test_from_png_renders_each_png_with_its_own_model(tiny_model_dir, tiny_model_with_other_vae, tmp_path):

@@ -83,7 +83,7 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
             failed(source, name, exc)
     items.sort(key=lambda item: (item.options.width, item.options.height))
     if from_png:
-        warnings += _ignored_for_pngs(overrides, seeds, images)
+        warnings += _ignored_for_pngs(overrides, seeds, images, png_options)
     identities_of: dict[tuple, str] = {}
     for png in from_png:
         if not first_time(png):
@@ -123,10 +123,15 @@ def profile_key(profile: Profile) -> tuple:
     return profile.backend, profile.model, json.dumps(to_data(profile.options), sort_keys=True, default=str)
 
 
-def _ignored_for_pngs(overrides: dict | None, seeds: list[int] | None, images: int | None) -> list[Diagnostic]:
+def _ignored_for_pngs(overrides: dict | None, seeds: list[int] | None, images: int | None,
+                      backend_options: dict | None = None) -> list[Diagnostic]:
     """A warning naming what the command line gives that a re-rendered PNG does not take: its
-    seed, image count and every setting that changes pixels are the PNG's own."""
+    seed, image count and every setting or backend option that changes pixels are the PNG's own."""
+    from omostc.backends import registry
+
     names = {f.name for f, _, s in fields_of(RenderOptions) if not s.pixels}
+    pixel_options = {f.name for entry in registry.entries().values() for f, _, s in fields_of(entry.options)
+                     if s.pixels}
     given = ["--seed"] if seeds else []
     given += ["--images"] if images else []
     for key, value in (overrides or {}).items():
@@ -136,6 +141,8 @@ def _ignored_for_pngs(overrides: dict | None, seeds: list[int] | None, images: i
             given += [f"--{key}-{k}".replace("_", "-") for k, v in value.items() if v is not None]
         else:
             given.append(f"--{key}".replace("_", "-"))
+    given += [f"--{k}".replace("_", "-") for k, v in (backend_options or {}).items()
+              if k in pixel_options and v is not None]
     if not given:
         return []
     return [Diagnostic("warning", f"{', '.join(given)} do not apply to --from-png images: each is re-rendered "
