@@ -48,7 +48,8 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
     failures: list[ItemResult] = []
     warnings: list[Diagnostic] = []
     claims = Claims()
-    identities: dict[object, str] = {}
+    identities: dict[object, str] = {}  # the file an input is -> its first spelling
+    seen: set[str] = set()
 
     def failed(source: str, name: str, exc: OmostcError) -> None:
         warnings.extend(exc.diagnostics)  # printed with their context
@@ -64,7 +65,6 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
         seen.add(source)
         return True
 
-    seen: set[str] = set()
     base_identity = profile_identity(profile) if specs else ""
     for source in specs:
         if not first_time(source):
