@@ -261,6 +261,7 @@ def test_render_help_says_how_seeds_combine():
 
 # --- exact re-renders ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # loads the SDXL backend's profile four times
 def test_from_png_of_a_preview_png_renders_with_the_preview_backend(tmp_path):
     first = tmp_path / "first"
     assert render(DRAGON, "-o", first, *SMALL, "-q").exit_code == 0
@@ -316,6 +317,7 @@ def test_model_fingerprint_of_folders_files_and_hub_ids(tmp_path, monkeypatch):
     assert model_fingerprint("org/other") == "org/other"  # not in the cache: the id alone
 
 
+@pytest.mark.slow  # tiny-model renders and model loads
 def test_a_model_updated_in_place_renders_again(tiny_model_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -327,6 +329,7 @@ def test_a_model_updated_in_place_renders_again(tiny_model_dir, tmp_path):
     assert "1 rendered" in render(DRAGON, *TINY, "--model", model, "-o", out, "-q").stderr
 
 
+@pytest.mark.slow  # tiny-model renders and model loads
 def test_pngs_record_the_resolved_dtype_and_from_png_keys_follow_the_settings_used(tiny_model_dir, tmp_path):
     base = ["--model", tiny_model_dir, *SMALL, "--steps", "2", "--device", "cpu", "-q"]
     out, bf16 = tmp_path / "out", tmp_path / "bf16"
@@ -347,6 +350,7 @@ def test_pngs_record_the_resolved_dtype_and_from_png_keys_follow_the_settings_us
     assert "--processor, --dtype do not apply to --from-png images" in res.stderr
 
 
+@pytest.mark.slow  # tiny-model renders and model loads
 def test_from_png_renders_each_png_with_its_own_model(tiny_model_dir, tiny_model_with_other_vae, tmp_path):
     first = tmp_path / "first"
     shutil.copy(DRAGON, tmp_path / "a.yaml")
@@ -364,6 +368,7 @@ def test_from_png_renders_each_png_with_its_own_model(tiny_model_dir, tiny_model
     assert str(tiny_model_dir) in res.stderr and str(tiny_model_with_other_vae) in res.stderr  # the summary
 
 
+@pytest.mark.slow  # tiny-model renders and model loads
 def test_batch_seeds_omost_matches_omosts_pipeline_for_image_2(tiny_model_dir, tmp_path):
     torch = pytest.importorskip("torch")
     import omost_pipeline_reference as reference
