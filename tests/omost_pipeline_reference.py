@@ -146,11 +146,15 @@ def sample_dpmpp_2m(model, x, sigmas, **extra):
 @torch.inference_mode()
 def render_like_omost(model, canvas_outputs: dict, *, width: int, height: int, steps: int, cfg: float, seed: int,
                       negative_prompt: str, resolutions, sketch_strength: float | None = None,
-                      highres: tuple[float, int, float] | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                      highres: tuple[float, int, float] | None = None,
+                      batch: tuple[int, int] | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """The final latents and the image from Omost's canvas outputs (``Canvas.process()``), Omost's
     way. ``model`` holds unet, vae, text encoders and tokenizers; its UNet gets Omost's
     cross-attention. ``resolutions(h, w)`` maps sequence lengths to latent sizes for an h x w
-    latent; ``highres`` is (scale, steps, denoise)."""
+    latent; ``highres`` is (scale, steps, denoise). ``batch`` (images, index): Omost's app renders
+    ``images`` pictures in one batch whose noise is one draw of ``randn((images, 4, h, w))`` from
+    the one generator (each pass); this is picture ``index`` of it (the UNet treats the pictures
+    of a batch independently, so it is computed alone)."""
     from PIL import Image
 
     tok1, tok2, te1, te2, vae = model.tokenizer, model.tokenizer_2, model.text_encoder, model.text_encoder_2, model.vae
@@ -171,7 +175,8 @@ def render_like_omost(model, canvas_outputs: dict, *, width: int, height: int, s
         h, w = initial.shape[-2:]
         holder["resolutions"] = resolutions(h, w)
         sigmas = k_model.karras(int(steps / strength))[-(steps + 1):]
-        noise = torch.randn((1, 4, h, w), generator=generator, dtype=model.unet.dtype)
+        images, index = batch or (1, 0)
+        noise = torch.randn((images, 4, h, w), generator=generator, dtype=model.unet.dtype)[index:index + 1]
         time_ids = torch.tensor([[h * 8, w * 8, 0, 0, h * 8, w * 8]], dtype=torch.float32)
         return sample_dpmpp_2m(k_model, initial + noise * sigmas[0], sigmas, cfg=cfg,
                                positive=(positive, {"text_embeds": pooled, "time_ids": time_ids}),

@@ -21,9 +21,34 @@ if TYPE_CHECKING:
     from omostc.ir.model import SceneIR
     from omostc.spec.model import Scene
 
-__all__ = ["Backend", "BackendEntry", "HighResFix", "Progress", "RenderOptions", "resolve_options"]
+__all__ = ["Backend", "BackendEntry", "HighResFix", "Noise", "Progress", "RenderOptions", "Seed", "image_seed",
+           "resolve_options"]
 
 Progress = Callable[[int, int], None]  # (denoising step, steps)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Where an image's noise comes from with Omost's batch semantics (``batch_seeds: omost``):
+    Omost's app draws the noise of all ``batch`` images of a prompt from one generator seeded
+    with ``seed``, at once (``randn((batch, ...))``, and again for the hi-res pass); this is
+    image ``index`` of them, rendered alone. Its file and recorded seed is ``seed + index``."""
+
+    seed: int
+    index: int
+    batch: int
+
+    @property
+    def image_seed(self) -> int:
+        return self.seed + self.index
+
+
+Seed = int | Noise  # a plain seed: the image's own generator, its batch of one
+
+
+def image_seed(seed: Seed) -> int:
+    """The seed an image is named and recorded by."""
+    return seed.image_seed if isinstance(seed, Noise) else int(seed)
 
 
 class Backend(Protocol):
@@ -33,9 +58,11 @@ class Backend(Protocol):
         """The IR this backend renders: the neutral IR plus the text encoding its models need."""
         ...
 
-    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int],
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[Seed],
                progress: Progress | None = None) -> list[Image.Image]:
-        """One image per seed; ``progress(step, steps)`` is called as denoising advances."""
+        """One image per seed; ``progress(step, steps)`` is called as denoising advances. A seed
+        is an int (the image's own generator) or a ``Noise`` (image k of a batch drawn from one
+        generator, Omost's way); a backend whose pictures have no noise takes both alike."""
         ...
 
     def parameters(self, options: RenderOptions) -> list[str]:
@@ -55,3 +82,7 @@ class BackendEntry:
     model_help: str = ""
     validate: Callable[[Any], list[str]] = field(default=lambda options: [])  # problems found before loading
     dev_commands: Callable[[], list[Any]] | None = None  # click commands this backend adds to `omostc dev`
+    # the options with every default that depends on this machine (a dtype chosen by the device)
+    # made explicit, so a PNG records, and its key covers, what actually rendered it
+    resolve: Callable[[Any], Any] = field(default=lambda options: options)
+    render_version: int = 1  # raised when this backend's pixels change for the same inputs (part of the key)

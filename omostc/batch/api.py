@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from omostc.backends import registry
+from omostc.batch.collect import collect_batch, profile_key
 from omostc.batch.manifest import Manifest, Removed, prune_stale
 from omostc.batch.profile import Profile, load_profile, with_overrides
-from omostc.batch.runner import MANIFEST, BatchItem, ItemResult, collect_batch, run_batch
+from omostc.batch.runner import MANIFEST, BatchItem, ItemResult, run_batch
 from omostc.diagnostics import Diagnostic, SettingsError
 from omostc.spec.render import MAX_IMAGES, RenderOptions, check_options, resolve_options
 
@@ -34,6 +35,12 @@ class BatchReport:
     results: list[ItemResult] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)  # located diagnostics of the inputs
     removed: list[Removed] = field(default_factory=list)  # by ``prune`` (with ``dry_run``: would be)
+    profiles: list[Profile] = field(default_factory=list)  # those that render its items (a PNG brings its own)
+
+    @property
+    def profile_names(self) -> list[str]:
+        """The profiles that render the batch's items, by name (a PNG's: its backend and model)."""
+        return list(dict.fromkeys(p.name for p in self.profiles)) or [self.profile.name]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -71,7 +78,7 @@ def prepare_profile(profile: str | Profile | None = None, *, model: str | None =
     entry = registry.get(chosen.backend)
     if entry.needs_model and not chosen.model:
         raise SettingsError(f"the {entry.name!r} backend needs a model: give --model or a profile that names one")
-    return chosen
+    return replace(chosen, options=entry.resolve(chosen.options))  # what renders, recorded and keyed
 
 
 def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Profile | None = None,
@@ -108,12 +115,12 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
         raise SettingsError([Diagnostic("error", p, file=chosen.origin) for p in problems])
     batch = collect_batch([str(s) for s in specs], chosen, settings, list(seeds) if seeds else None, images,
                           [str(p) for p in from_png], png_options=given)
-    groups: dict[int, list[BatchItem]] = {}
-    profiles: dict[int, Profile] = {}
+    groups: dict[tuple, list[BatchItem]] = {}  # by backend, model and options: each loads its model once
+    profiles: dict[tuple, Profile] = {}
     for item in batch.items:
-        groups.setdefault(id(item.profile), []).append(item)
-        profiles[id(item.profile)] = item.profile
-    report = BatchReport(chosen, Path(out_dir), warnings=list(batch.warnings))
+        groups.setdefault(profile_key(item.profile), []).append(item)
+        profiles.setdefault(profile_key(item.profile), item.profile)
+    report = BatchReport(chosen, Path(out_dir), warnings=list(batch.warnings), profiles=list(profiles.values()))
     if on_loaded is not None:
         on_loaded(report)
 
@@ -128,10 +135,10 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
             done(failure)
         if not groups and not dry_run:
             run_batch([], _executor(chosen, executor, workers, ray_address, threads, on_progress), out_dir,
-                      force=force or bool(from_png), failures=failures, on_result=done, manifest=manifest)
+                      force=force, failures=failures, on_result=done, manifest=manifest)
         for key, group in ({} if dry_run else groups).items():
             run_batch(group, _executor(profiles[key], executor, workers, ray_address, threads, on_progress), out_dir,
-                      force=force or bool(from_png), failures=failures, on_result=done, manifest=manifest)
+                      force=force, failures=failures, on_result=done, manifest=manifest)
             failures = []
         if prune:
             report.removed = prune_stale(manifest, batch.items, batch.failures, dry_run=dry_run)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from omostc.backends import registry
-from omostc.backends.base import Backend, RenderOptions
+from omostc.backends.base import Backend, Noise, RenderOptions, Seed, image_seed
 from omostc.batch.outputs import KEY_CHUNK, Stamp, png_bytes
 from omostc.batch.profile import Profile
 from omostc.batch.ray_executor import RayExecutor as RayExecutor  # re-exported: the executors live here
@@ -53,7 +53,7 @@ def _made(make: Callable[[], T]) -> tuple[T | None, str | None]:
         return None, _described(exc)
 
 
-def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[int], stamp: Stamp,
+def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: list[Seed], stamp: Stamp,
                 progress=None, extra_text: dict[str, str] | None = None,
                 warnings: list[str] | None = None) -> list[tuple[int, bytes]]:
     """Render a scene with a backend; PNG bytes (provenance embedded, as ``options.provenance``
@@ -62,11 +62,12 @@ def render_pngs(backend: Backend, scene: Scene, options: RenderOptions, seeds: l
     if warnings is not None:
         warnings += [d.message for d in ir.warnings]
     images = backend.render(ir, options, seeds, progress=progress)
-    return [(seed, png_bytes(image, scene, options.snapped(), seed, stamp, extra_text))
+    return [(image_seed(seed), png_bytes(image, scene, options.snapped(), image_seed(seed), stamp, extra_text,
+                                         seed if isinstance(seed, Noise) else None))
             for seed, image in zip(seeds, images)]
 
 
-def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: int, key: str,
+def _render(backend: Backend, profile: Profile, index: int, scene, options: RenderOptions, seed: Seed, key: str,
             model_name: str | None, progress=None) -> RenderResult:
     started = time.perf_counter()
     warnings: list[str] = []
@@ -109,5 +110,5 @@ class LocalExecutor:
                 continue
             step = ((lambda i, n, item=item, k=index: progress(item, k + 1, len(items), i, n))
                     if progress else None)
-            yield _render(self.backend, self.profile or item.profile, index, item.scene, item.options, item.seed,
+            yield _render(self.backend, self.profile or item.profile, index, item.scene, item.options, item.draw,
                           item.key, model_name, step)

@@ -77,8 +77,16 @@ def read_rows(data: bytes, into: dict[Key, dict]) -> None:
         if not isinstance(key[0], str) or not (key[1] is None or type(key[1]) is int):
             continue
         if key[1] is not None:
-            into.pop((key[0], None), None)  # the input loads now: its failure row is history
+            _drop_failure_of(into, key[0], row.get("source"))  # the input loads now: its failure is history
         into[key] = row
+
+
+def _drop_failure_of(rows: dict[Key, dict], name: str, source) -> None:
+    """Remove the input-level failure row (seed None) of ``name`` if the same input made it: a
+    failure of another input with that name (two inputs clashing on one output name) stays."""
+    failure = rows.get((name, None))
+    if failure is not None and failure.get("source") == source:
+        del rows[(name, None)]
 
 
 class Manifest:
@@ -118,7 +126,7 @@ class Manifest:
         row = result.row()
         key = (result.name, result.seed)
         if result.seed is not None:
-            self.rows.pop((result.name, None), None)
+            _drop_failure_of(self.rows, result.name, row.get("source"))
         self.rows[key] = row
         self._append(_line(row), durable=result.status != "skipped")
 

@@ -22,10 +22,11 @@ from PIL import Image, PngImagePlugin
 
 from omostc import __version__
 from omostc.backends import registry
+from omostc.backends.base import Noise
 from omostc.diagnostics import ProvenanceError, SpecError, printable
 from omostc.settings import split_known
 from omostc.spec.model import Scene
-from omostc.spec.render import MAX_SEED, RenderOptions
+from omostc.spec.render import MAX_IMAGES, MAX_SEED, RenderOptions
 from omostc.spec.yamlio import MAX_DEPTH, MAX_INT_DIGITS, dumps_spec, loads_spec
 
 SPEC_KEY = "omostc.spec"
@@ -51,11 +52,14 @@ class RenderRecord:
     options: RenderOptions
     seed: int
     stamp: Stamp
+    noise: Noise | None = None  # image k of Omost's batch (``batch_seeds: omost``), else the seed's own
 
 
-def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, stamp: Stamp) -> str:
+def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, stamp: Stamp, noise: Noise | None = None) -> str:
     prompt = "; ".join([scene.global_description.description, *(r.description for r in scene.regions)])
-    fields = [f"Steps: {options.steps}", *stamp.parameters, f"CFG scale: {options.cfg}", f"Seed: {seed}",
+    seeds = [f"Seed: {seed}"] if noise is None else [f"Seed: {noise.seed}", f"Batch size: {noise.batch}",
+                                                     f"Batch pos: {noise.index}"]
+    fields = [f"Steps: {options.steps}", *stamp.parameters, f"CFG scale: {options.cfg}", *seeds,
               f"Size: {options.width}x{options.height}", f"Model: {stamp.model}", f"Backend: {stamp.backend}"]
     if options.highres.scale > 1.0:
         fields += [f"Hires upscale: {options.highres.scale}", f"Hires steps: {options.highres.steps}",
@@ -65,16 +69,16 @@ def a1111_parameters(scene: Scene, options: RenderOptions, seed: int, stamp: Sta
 
 
 def png_bytes(image: Image.Image, scene: Scene, options: RenderOptions, seed: int, stamp: Stamp,
-              extra_text: dict[str, str] | None = None) -> bytes:
+              extra_text: dict[str, str] | None = None, noise: Noise | None = None) -> bytes:
     """The PNG, with as much of its making as ``options.provenance`` says (``extra_text``, the
-    key, always)."""
+    key, always); ``noise``: the image is one of Omost's batch (recorded, so --from-png redraws it)."""
     info = PngImagePlugin.PngInfo()
     for key, value in (extra_text or {}).items():
         info.add_text(key, value)
     if options.provenance != "none":
         if options.provenance == "spec":
             scene, stamp = replace(scene, provenance=None), _without_local_paths(stamp)
-        _add_provenance(info, scene, options, seed, stamp)
+        _add_provenance(info, scene, options, seed, stamp, noise)
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
@@ -94,12 +98,14 @@ def _without_local_paths(stamp: Stamp) -> Stamp:
 
 
 def _add_provenance(info: PngImagePlugin.PngInfo, scene: Scene, options: RenderOptions, seed: int,
-                    stamp: Stamp) -> None:
+                    stamp: Stamp, noise: Noise | None = None) -> None:
     info.add_itxt(SPEC_KEY, dumps_spec(scene, schema_ref=None))
-    info.add_itxt(RENDER_KEY, json.dumps({"seed": seed, "model": stamp.model, "backend": stamp.backend,
-                                          "backend_options": stamp.backend_options, "options": options.to_dict(),
-                                          "omostc": __version__}, sort_keys=True))
-    info.add_itxt("parameters", a1111_parameters(scene, options, seed, stamp))
+    data = {"seed": seed, "model": stamp.model, "backend": stamp.backend, "backend_options": stamp.backend_options,
+            "options": options.to_dict(), "omostc": __version__}
+    if noise is not None:
+        data["noise"] = {"seed": noise.seed, "index": noise.index, "batch": noise.batch}
+    info.add_itxt(RENDER_KEY, json.dumps(data, sort_keys=True))
+    info.add_itxt("parameters", a1111_parameters(scene, options, seed, stamp, noise))
 
 
 def text_chunks(path, *, after_pixels: bool = False) -> dict[str, str]:
@@ -155,7 +161,22 @@ def provenance_from_text(spec: str, render: str, *, file: str = "<png>") -> Rend
     except (ValueError, TypeError, AttributeError):
         raise ProvenanceError(f"damaged {RENDER_KEY} chunk: 'options' and 'backend_options' must be "
                               "mappings of settings") from None
-    return RenderRecord(scene, options, _seed(data.get("seed")), stamp)
+    seed = _seed(data.get("seed"))
+    return RenderRecord(scene, options, seed, stamp, _noise(data.get("noise"), seed))
+
+
+def _noise(value: Any, seed: int) -> Noise | None:
+    """The chunk's Omost batch, checked: image ``index`` of ``batch`` drawn from ``seed``, saved as seed + index."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"seed", "index", "batch"}:
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: 'noise' must be a mapping of seed, index and batch")
+    start, index, batch = (value[k] for k in ("seed", "index", "batch"))
+    if not all(type(v) is int for v in (start, index, batch)) or not (1 <= batch <= MAX_IMAGES and
+                                                                       0 <= index < batch and start + index == seed):
+        raise ProvenanceError(f"damaged {RENDER_KEY} chunk: 'noise' must be image index (0 to batch - 1) of a batch "
+                              f"of at most {MAX_IMAGES} images from a seed, with seed + index the image's seed")
+    return Noise(start, index, batch)
 
 
 def _render_chunk(text: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from omostc.backends.base import Backend, RenderOptions
+from omostc.backends.base import Backend, Noise, RenderOptions
 from omostc.batch.profile import Profile
 from omostc.batch.ray_watchdog import children_of, start_watchdog, stop_watchdog
 from omostc.spec.model import scene_from_dict, scene_to_dict
@@ -194,7 +194,8 @@ def _first_line(exc: BaseException) -> str:
 def _payload(index: int, item, model_name: str | None) -> dict:
     """What a Ray worker needs of an item, as plain data."""
     return {"index": index, "scene": scene_to_dict(item.scene), "options": asdict(item.options),
-            "seed": item.seed, "key": item.key, "model": model_name}
+            "seed": item.seed, "key": item.key, "model": model_name,
+            "noise": asdict(item.noise) if item.noise is not None else None}
 
 
 class RenderWorker:
@@ -217,4 +218,6 @@ class RenderWorker:
         if self.backend is None:  # not loaded: load_error says why
             return payload["index"], None, 0.0, self.load_error, []
         return _render(self.backend, self.profile, payload["index"], scene_from_dict(payload["scene"]),
-                       RenderOptions.from_dict(payload["options"]), payload["seed"], payload["key"], payload["model"])
+                       RenderOptions.from_dict(payload["options"]),
+                       Noise(**payload["noise"]) if payload.get("noise") else payload["seed"], payload["key"],
+                       payload["model"])

@@ -3,8 +3,11 @@
 * The backend (and its model) is created once per batch, on first need; text encodings are
   cached across specs by the backend.
 * Incremental: every PNG carries the key of what made it (scene, resolved settings, profile,
-  seed); an item whose PNG already has its key is skipped, so a CI re-run renders only what
-  changed. ``force`` redoes everything.
+  seed and batch noise, the model's fingerprint and the render version); an item whose PNG
+  already has its key is skipped, so a CI re-run renders only what changed. ``force`` redoes
+  everything.
+* Outputs stay in OUT: names are made safe and unique (``names``), and a folder that leads
+  outside OUT is never written through.
 * Safe to kill at any moment: each PNG is replaced atomically, and the manifest's rows go
   through a journal (``omostc.batch.manifest``), so a re-run finishes the batch with no corrupt
   or duplicate outputs or rows.
@@ -16,41 +19,58 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from omostc.backends.base import RenderOptions, resolve_options
+from omostc.backends.base import Noise, RenderOptions, Seed, image_seed, resolve_options
+from omostc.backends.common.cache import abandoned
 from omostc.batch.manifest import MANIFEST as MANIFEST  # re-exported: where OUT's rows are
 from omostc.batch.manifest import ItemResult as ItemResult
 from omostc.batch.manifest import Manifest
-from omostc.batch.outputs import KEY_CHUNK, RENDER_KEY, text_chunks
+from omostc.batch.names import input_name, resolves_inside
+from omostc.batch.outputs import KEY_CHUNK, text_chunks
 from omostc.batch.profile import Profile
+from omostc.batch.seeds import plan_seeds, starting_seeds
 from omostc.diagnostics import Diagnostic, OmostcError, SettingsError
 from omostc.files import write_bytes_atomic
 from omostc.settings import fields_of
 from omostc.spec.model import Scene, scene_to_dict
-from omostc.spec.render import MAX_IMAGES, MAX_REGIONS, MAX_SEED, check_options
+from omostc.spec.render import DEFAULT_SEED, MAX_REGIONS, check_options
 
-DEFAULT_SEED = 12345
+# Part of every key: raised when omostc's pictures change for the same scene, settings, seed and
+# model (a fix in lowering, masks or the shared sampler), so re-runs render again exactly then.
+# A backend's own changes raise its ``BackendEntry.render_version``.
+RENDER_VERSION = 1
+__all__ = ["DEFAULT_SEED", "MANIFEST", "RENDER_VERSION", "BatchItem", "ItemResult", "Manifest", "plan_items",
+           "plan_source", "rendered_key", "run_batch", "settings_hash", "spec_hash"]
 
 
 @dataclass
 class BatchItem:
-    name: str  # output folder: the spec's file name without its suffix
+    name: str  # output folder (``names.safe_name`` of the spec's file name without its suffix)
     source: str
     scene: Scene
-    seed: int
+    seed: int  # the image's seed: its file name and the seed it records
     options: RenderOptions
     spec_hash: str
     settings_hash: str
     profile: Profile  # which backend, model and options render it
+    noise: Noise | None = None  # Omost's batch noise (``batch_seeds: omost``), else the seed's own
+
+    @property
+    def draw(self) -> Seed:
+        """What the backend is given to draw the noise from."""
+        return self.noise if self.noise is not None else self.seed
 
     @property
     def key(self) -> str:
         """What made the picture, and how much its PNG tells (a PNG whose provenance changes is
         written again). With ``provenance: none`` it is hashed too: the PNG tells nothing."""
         key = f"{self.spec_hash}-{self.settings_hash}-{self.seed}"
+        if self.noise is not None:
+            key += f"-batch{self.noise.seed}.{self.noise.index}.{self.noise.batch}"
         mode = self.options.provenance
         if mode == "none":
             return "none-" + hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -71,13 +91,27 @@ def spec_hash(scene: Scene) -> str:
     return _digest(data)
 
 
-def settings_hash(options: RenderOptions, profile: Profile) -> str:
-    """What in the settings decides the pixels (not how much the PNG tells: ``BatchItem.key``)."""
+def settings_hash(options: RenderOptions, profile: Profile, identity: str = "") -> str:
+    """What in the settings decides the pixels (not how much the PNG tells: ``BatchItem.key``):
+    the settings, the profile's backend, model and options, the model's ``identity`` on disk
+    (``profile_identity``) and the render version."""
     data = asdict(options)
     for f, _, s in fields_of(RenderOptions):
         if not s.pixels:
             data.pop(f.name)
-    return _digest({"options": data, "profile": profile.digest()})
+    return _digest({"options": data, "profile": profile.digest(), "identity": identity, "render": RENDER_VERSION})
+
+
+def profile_identity(profile: Profile) -> str:
+    """The backend's render version and a fingerprint of the model and of every local file an
+    option names (a VAE, a config folder): cheap (``fingerprint``), computed once per profile."""
+    from omostc.backends import registry
+    from omostc.backends.common.fingerprint import model_fingerprint
+
+    entry = registry.get(profile.backend)
+    paths = [getattr(profile.options, f.name) for f, _, s in fields_of(type(profile.options)) if s.pixels]
+    found = [model_fingerprint(p) for p in [profile.model, *paths] if isinstance(p, str) and p]
+    return f"{entry.name}:{entry.render_version}:" + ",".join(found)
 
 
 def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: dict | None = None,
@@ -85,8 +119,9 @@ def plan_items(sources: list[tuple[str, Scene]], profile: Profile, overrides: di
     """The batch, one item per spec and seed, grouped by resolution (same-size renders together);
     SettingsError for the first spec whose resolved settings break a rule (``collect_batch``
     makes that spec a failure of its own instead)."""
-    items = [item for source, scene in sources for item in plan_source(source, scene, profile, overrides, seeds,
-                                                                           images)]
+    identity = profile_identity(profile)
+    items = [item for source, scene in sources
+             for item in plan_source(source, scene, profile, overrides, seeds, images, identity=identity)]
     return sorted(items, key=_size)
 
 
@@ -95,32 +130,24 @@ def _size(item: BatchItem) -> tuple[int, int]:
 
 
 def plan_source(source: str, scene: Scene, profile: Profile, overrides: dict | None = None,
-                seeds: list[int] | None = None, images: int | None = None) -> list[BatchItem]:
-    """One spec's items, one per seed, its settings resolved and checked (SettingsError naming
-    ``source``) before anything is allocated.
-
-    Seeds: ``seeds`` (command line), else the spec's ``render.seed`` counting up ``images``
-    times, else the profile's seeds, else 12345 counting up."""
+                seeds: list[int] | None = None, images: int | None = None, *, identity: str = "",
+                warnings: list[Diagnostic] | None = None) -> list[BatchItem]:
+    """One spec's items, one per seed (``omostc.batch.seeds``: how seeds, ``--seed`` and
+    ``--images`` combine), its settings resolved and checked (SettingsError naming ``source``)
+    before anything is allocated; what was asked for twice goes to ``warnings``."""
     options = check_options(resolve_options(scene.render, overrides, base=profile.render), source=source)
     count = int(images or profile.images)
-    if seeds:
-        item_seeds = list(seeds)
-    elif scene.render is not None and scene.render.seed is not None:
-        item_seeds = [scene.render.seed + i for i in range(min(count, MAX_IMAGES + 1))]
-    elif profile.seeds:
-        item_seeds = list(profile.seeds)
-    else:
-        item_seeds = [DEFAULT_SEED + i for i in range(min(count, MAX_IMAGES + 1))]
-    problems = scene_problems(scene)
-    if len(item_seeds) > MAX_IMAGES:
-        problems.append(f"{len(item_seeds)} images of one spec; at most {MAX_IMAGES} are allowed")
-    if item_seeds and item_seeds[-1] > MAX_SEED:
-        problems.append(f"seeds counting up from {item_seeds[0]} pass the largest seed ({MAX_SEED})")
+    starts = starting_seeds(seeds, scene.render.seed if scene.render is not None else None, profile.seeds)
+    draws, notes, problems = plan_seeds(starts, count, options.batch_seeds, images_given=images is not None)
+    problems = scene_problems(scene) + problems
     if problems:
         raise SettingsError([Diagnostic("error", p, file=source) for p in problems])
-    settings = settings_hash(options, profile)
-    name, scene_hash = (Path(source).stem if source != "-" else "stdin"), spec_hash(scene)
-    return [BatchItem(name, source, scene, int(seed), options, scene_hash, settings, profile) for seed in item_seeds]
+    if warnings is not None:
+        warnings += [Diagnostic("warning", note, file=source) for note in notes]
+    settings = settings_hash(options, profile, identity)
+    name, scene_hash = input_name(source), spec_hash(scene)
+    return [BatchItem(name, source, scene, image_seed(d), options, scene_hash, settings, profile,
+                      d if isinstance(d, Noise) else None) for d in draws]
 
 
 def scene_problems(scene: Scene) -> list[str]:
@@ -129,98 +156,6 @@ def scene_problems(scene: Scene) -> list[str]:
         return [f"the scene has {len(scene.regions)} regions; at most {MAX_REGIONS} can be rendered "
                 "(each adds text tokens that every cross-attention layer attends to at every step)"]
     return []
-
-
-@dataclass
-class Batch:
-    profile: Profile
-    items: list[BatchItem]
-    failures: list[ItemResult]  # inputs that did not load
-    warnings: list = field(default_factory=list)  # located diagnostics of the inputs that did
-
-
-def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = None, seeds: list[int] | None = None,
-                  images: int | None = None, from_png: Sequence[str] = (),
-                  png_options: dict | None = None) -> Batch:
-    """Load every input (specs or Canvas code; a bad one becomes a failure, not an exception),
-    plan its items, and add exact re-renders of omostc PNGs (their own scene, settings, seed
-    and model; the profile switches to that model if it has none). Every input's settings are
-    checked here, before any backend is made."""
-    from omostc.api import load_scene
-    from omostc.batch.outputs import read_provenance
-
-    items: list[BatchItem] = []
-    failures, warnings = [], []
-
-    def failed(source: str, exc: OmostcError) -> None:
-        warnings.extend(exc.diagnostics)  # printed with their context
-        # the report names the file: the first error's own words (and where), not its full rendering
-        failures.append(ItemResult(name=Path(source).stem, source=source, seed=None, status="failed",
-                                   error=exc.summary()))
-
-    for source in specs:
-        try:
-            scene, found = load_scene(source)
-            warnings.extend(found)
-            items += plan_source(source, scene, profile, overrides, seeds, images)
-        except OmostcError as exc:
-            failed(source, exc)
-    items.sort(key=_size)
-    for png in from_png:
-        try:
-            record = read_provenance(png)
-            record.options = replace(record.options, **_not_pixels(overrides))  # how much the PNG tells
-            check_options(record.options, source=png, where=f"its {RENDER_KEY} chunk: ")
-            problems = scene_problems(record.scene)
-            if problems:
-                raise SettingsError([Diagnostic("error", p, file=png) for p in problems])
-            png_profile = png_render_profile(record, profile, png_options or {})
-        except OmostcError as exc:  # not an omostc PNG: a failure of its own, the rest still render
-            failed(png, _named(exc, png))
-            continue
-        items.append(BatchItem(Path(png).parent.name or Path(png).stem, png, record.scene, record.seed,
-                               record.options, spec_hash(record.scene), settings_hash(record.options, png_profile),
-                               png_profile))
-    return Batch(profile, items, failures, warnings)
-
-
-def _not_pixels(overrides: dict | None) -> dict:
-    """The settings given that do not change pictures (``provenance``): they apply to re-rendered
-    PNGs too, whose pictures are otherwise made exactly as before."""
-    names = {f.name for f, _, s in fields_of(RenderOptions) if not s.pixels}
-    return {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
-
-
-def _named(exc: OmostcError, source: str) -> OmostcError:
-    """``exc`` with its diagnostics placed in ``source`` (they named no file)."""
-    return OmostcError([replace(d, file=source) if d.file is None else d for d in exc.diagnostics] or
-                       [Diagnostic("error", str(exc) or type(exc).__name__, file=source)])
-
-
-def png_render_profile(record, profile: Profile, given: dict | None = None) -> Profile:
-    """The profile that re-renders a PNG exactly: its own backend, model and options; only the
-    options that do not change pixels (the device, offloading) come from ``given`` (the command
-    line) or from ``profile`` when it has the same backend."""
-    from omostc.backends import registry
-    from omostc.settings import check, fields_of, from_data, split_known
-
-    given = given or {}
-    entry = registry.get(record.stamp.backend)
-    known, _ = split_known(entry.options, record.stamp.backend_options)
-    options = from_data(entry.options, known)
-    for f, _, s in fields_of(entry.options):
-        if s.pixels:
-            continue
-        if given.get(f.name) is not None:
-            setattr(options, f.name, given[f.name])
-        elif profile.backend == entry.name:
-            setattr(options, f.name, getattr(profile.options, f.name))
-    check(options, source="the PNG's settings")
-    problems = entry.validate(options)
-    if problems:
-        raise SettingsError("; ".join(problems))
-    return Profile(name=f"from-png:{entry.name}", backend=entry.name,
-                   model=record.stamp.model if entry.needs_model else None, options=options, origin="a PNG")
 
 
 def rendered_key(path: Path) -> str | None:
@@ -265,7 +200,10 @@ def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, m
     _remove_stale_temporaries(out_dir, {item.name for item in items})
     todo = []
     for item in items:
-        if not force and rendered_key(item.output(out_dir)) == item.key:
+        if not resolves_inside(out_dir, item.name):
+            done(ItemResult(status="failed", error=f"{out_dir / item.name} leads outside {out_dir} (a link?): nothing "
+                            "is written there", **common(item)))
+        elif not force and rendered_key(item.output(out_dir)) == item.key:
             done(ItemResult(status="skipped", **common(item)))
         else:
             todo.append(item)
@@ -282,7 +220,14 @@ def run_batch(items: list[BatchItem], executor, out_dir: str | os.PathLike, *, m
 
 
 def _remove_stale_temporaries(out_dir: Path, names: set[str]) -> None:
-    """Half-written files of a run that was killed (atomic writes leave ``.NAME.PID.tmp``)."""
-    for folder in [out_dir, *(out_dir / n for n in names)]:
+    """Half-written files of a run that was killed (atomic writes leave ``.NAME.PID.tmp``), in
+    OUT and in the folders of this batch that are inside it; only those whose writer is gone
+    (``cache.abandoned``), never a running batch's."""
+    for folder in [out_dir, *(out_dir / n for n in names if resolves_inside(out_dir, n))]:
         for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
-            tmp.unlink(missing_ok=True)
+            match = _TEMPORARY.fullmatch(tmp.name)
+            if match and tmp.is_file() and not tmp.is_symlink() and abandoned(tmp, int(match.group(1))):
+                tmp.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.tmp")

@@ -11,8 +11,8 @@ from omostc.api import compile_file, load_scene
 from omostc.cli.common import print_diagnostics, run_each
 from omostc.compiler.bounds import SURROGATE
 from omostc.compiler.decompile import decompile
-from omostc.diagnostics import printable
-from omostc.files import STDIN, write_bytes_atomic, write_text_atomic
+from omostc.diagnostics import Diagnostic, SettingsError, printable
+from omostc.files import write_bytes_atomic, write_text_atomic
 from omostc.spec.schema import schema_json
 from omostc.spec.tables import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from omostc.spec.yamlio import dumps_spec, load_spec, schema_ref_for
@@ -44,11 +44,14 @@ def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None
     if output and out_dir:
         raise click.UsageError("give -o or -O, not both")
 
+    targets, clashes, items = _out_dir_targets(list(inputs), out_dir, quiet)
+
     def one(item: str) -> None:
+        if item in clashes:
+            raise SettingsError([Diagnostic("error", clashes[item], file=item)])
         result = compile_file(item, partial=partial, prompt=prompt, model=model)
         print_diagnostics(result.warnings, quiet)
-        target = output or (str(Path(out_dir) / f"{Path(item).stem if item != STDIN else 'stdin'}.yaml")
-                            if out_dir else None)
+        target = output or targets.get(item)
         text = dumps_spec(result.scene, schema_ref=schema_ref_for(target))
         if target is None:
             click.echo(text, nl=False)
@@ -57,7 +60,35 @@ def compile_cmd(inputs: tuple[str, ...], output: str | None, out_dir: str | None
             if not quiet:
                 click.echo(printable(f"{item} -> {target}"), err=True)
 
-    run_each(list(inputs), one, "inputs")
+    run_each(items, one, "inputs")
+
+
+def _out_dir_targets(inputs: list[str], out_dir: str | None,
+                     quiet: bool) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """-O's file for each input (``OUT/<name>.yaml``, the name made safe as ``render`` makes its
+    folders), the inputs whose name an earlier input has (the error naming both), and the inputs
+    once each (the same file given twice is compiled once)."""
+    from omostc.batch.names import Claims, clash_message, identity, input_name
+
+    targets: dict[str, str] = {}
+    clashes: dict[str, str] = {}
+    once: list[str] = []
+    seen: dict[object, str] = {}
+    claims = Claims()
+    for item in inputs:
+        first = seen.setdefault(identity(item), item)
+        if first != item or item in once:
+            print_diagnostics([Diagnostic("warning", f"the same input as {first}, given before: compiled once",
+                                          file=item)], quiet)
+            continue
+        once.append(item)
+        if out_dir:
+            name = input_name(item)
+            targets[item] = str(Path(out_dir) / f"{name}.yaml")
+            other = claims.clash(item, name, [], whole=True)
+            if other is not None:
+                clashes[item] = clash_message(name, other, targets[item])
+    return targets, clashes, once
 
 
 @click.command()

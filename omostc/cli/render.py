@@ -65,8 +65,10 @@ def _render_flags(f: Callable) -> Callable:
 @click.option("-o", "--out", "out_dir", default="renders", show_default=True, type=click.Path(file_okay=False),
               help="Images go to OUT/<spec name>/<seed>.png, rows to OUT/manifest.jsonl.")
 @click.option("--seed", "seeds", type=click.IntRange(0, MAX_SEED), multiple=True,
-              help="Seed (repeatable); default: the spec's, the profile's, else 12345.")
-@click.option("--images", type=click.IntRange(1, 1000), help="Images per spec, seeds counting up from the first.")
+              help="First seed (repeatable; each starts a run of --images seeds); default: the spec's, the "
+                   "profile's seeds, else 12345.")
+@click.option("--images", type=click.IntRange(1, 1000),
+              help="Images per first seed, counting up (default: the profile's, else 1).")
 @_render_flags
 @click.option("--force", is_flag=True, help="Render again what is already rendered.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -89,7 +91,18 @@ def _render_flags(f: Callable) -> Callable:
 def render(specs, profile_name, backend, model, out_dir, seeds, images, force, executor, workers, ray_address,
            threads, log_format, from_png, prune, dry_run, quiet, **flags) -> None:
     """Render scene specs (or Canvas code) in a batch: incremental, resumable, one failure never
-    stops the rest. One batch writes into OUT at a time: a second one waits for the first."""
+    stops the rest. One batch writes into OUT at a time: a second one waits for the first.
+
+    \b
+    Seeds: the first seeds are --seed (repeatable), else the spec's render.seed, else the
+    profile's seeds:, else 12345; each starts a run of --images (else the profile's images:)
+    seeds counting up: --seed 5 --images 3 renders 5, 6, 7. A seed asked for twice renders once.
+    --batch-seeds omost draws each run's images from one generator, as Omost's app does.
+    --from-png images keep their own seeds and settings (a warning names flags they ignore).
+
+    \b
+    Outputs: OUT/<name>/<seed>.png, the name safe everywhere (never hidden, manifest.*, or a
+    Windows device name); two inputs with one name: the later one fails, naming both."""
     if not specs and not from_png:
         raise click.UsageError("give spec files, or --from-png images")
     if dry_run and not prune:
@@ -178,11 +191,12 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
     counts = report.counts
     if emit is not None:
         emit({"event": "summary", **counts, "pruned": 0 if dry_run else len(report.removed),
-              "profile": report.profile.name, "manifest": str(report.manifest)})
+              "profile": "; ".join(report.profile_names), "manifest": str(report.manifest)})
     else:
         pruned = f", {len(report.removed)} {'to prune' if dry_run else 'pruned'}" if prune else ""
         click.echo(f"{counts['rendered']} rendered, {counts['skipped']} already rendered, {counts['failed']} failed"
-                   f"{pruned} (profile {report.profile.name}, {report.manifest})", err=True)
+                   f"{pruned} ({'profile' if len(report.profile_names) == 1 else 'profiles'} "
+                   f"{printable('; '.join(report.profile_names))}, {report.manifest})", err=True)
         for r in report.failed:
             click.echo(f"  failed: {printable(r.source)}" + (f" seed {r.seed}" if r.seed is not None else ""), err=True)
     sys.exit(report.exit_status)

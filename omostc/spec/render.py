@@ -30,6 +30,7 @@ MAX_REGIONS = 64
 MAX_IMAGES = 1000  # images per spec (--images, a profile's images or its list of seeds)
 MIN_STRENGTH = 0.01  # Omost's sampler makes steps / strength sigmas: 1e-300 would never be allocated
 PROVENANCE = ("full", "spec", "none")  # what a PNG carries: see RenderOptions.provenance
+BATCH_SEEDS = ("separate", "omost")  # how the images of a spec get their noise: see RenderOptions.batch_seeds
 DEFAULT_SEED = 12345
 MAX_SEED = 2**63 - 1
 DEFAULT_NEGATIVE = "lowres, bad anatomy, bad hands, cropped, worst quality"
@@ -63,6 +64,12 @@ class RenderOptions:
         None, minimum=MIN_STRENGTH, maximum=1,
         help="Start from the colour sketch, denoising this much (0.95 to 0.99 work well).")
     highres: HighResFix = setting(default_factory=HighResFix, help="Omost's hi-res pass.")
+    batch_seeds: str = setting(
+        "separate", choices=BATCH_SEEDS,
+        help="How a spec's images get their noise. separate: image k is seed S+k rendered on its own, so it "
+             "depends on its seed alone; omost: as Omost's app, the N images of one seed S are one batch drawn "
+             "from one generator seeded S (image k is saved as S+k.png and records its batch), so Omost's second "
+             "and later images are reproduced.")
     provenance: str = setting(
         "full", choices=PROVENANCE, pixels=False,
         help="What each PNG tells of its making. full: the scene spec with its provenance (the LLM "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from omostc.diagnostics import ModelError
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -39,3 +41,15 @@ def default_device() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def with_resolved_dtype(options: Any, accelerator_dtype: str) -> Any:
+    """A backend's options with the dtype made explicit (fp32 on a CPU, ``accelerator_dtype``
+    elsewhere), so a PNG records, and its key covers, what actually rendered it; the device,
+    which changes no setting's meaning, stays as given."""
+    from dataclasses import replace
+
+    if options.dtype is not None:
+        return options
+    device = options.device or default_device()
+    return replace(options, dtype="fp32" if device.split(":")[0] == "cpu" else accelerator_dtype)

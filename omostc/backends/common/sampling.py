@@ -8,6 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from omostc.backends.base import Noise, Seed
+
 
 class DiscreteSchedule:
     """SD/SDXL's 1000-step scaled-linear schedule, as sigmas."""
@@ -70,3 +72,17 @@ def sample_dpmpp_2m(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
         if callback is not None:
             callback(i + 1, len(sigmas) - 1)
     return x
+
+
+def draw_noise(generator: torch.Generator, shape, dtype, index: int = 0, batch: int = 1) -> torch.Tensor:
+    """Image ``index``'s noise of ``batch`` images drawn from ``generator`` at once (Omost's
+    ``randn((batch, ...))``): the whole batch is drawn, so the draw is Omost's exactly."""
+    noise = torch.randn((batch, *shape), generator=generator, device=generator.device, dtype=dtype)
+    return noise[index:index + 1]
+
+
+def generator_for(seed: Seed, device) -> tuple[torch.Generator, tuple[int, int]]:
+    """The generator of an image's seed and its (index, batch) pick: a plain seed is its own
+    batch of one; a ``Noise`` seed is image ``index`` of a batch drawn from one generator."""
+    start, pick = (seed.seed, (seed.index, seed.batch)) if isinstance(seed, Noise) else (int(seed), (0, 1))
+    return torch.Generator(device=device).manual_seed(int(start)), pick

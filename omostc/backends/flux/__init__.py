@@ -15,6 +15,13 @@ from omostc.backends.base import Backend, BackendEntry
 from omostc.backends.flux.options import FluxOptions, problems
 
 
+def resolve(options: FluxOptions) -> FluxOptions:
+    """The dtype made explicit: fp32 on a CPU, bf16 on an accelerator."""
+    from omostc.backends.common.devices import with_resolved_dtype
+
+    return with_resolved_dtype(options, "bf16")
+
+
 def create(model: str | None, options: Any, threads: int | None) -> Backend:
     from omostc.backends.common.devices import default_device
     from omostc.backends.flux.models import load_flux
@@ -47,4 +54,5 @@ ENTRY = BackendEntry(
                "or builtin:tiny-flux.",
     validate=problems,
     dev_commands=dev_commands,
+    resolve=resolve,
 )

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omostc.backends.base import RenderOptions
+from omostc.backends.base import RenderOptions, Seed
+from omostc.backends.common.sampling import draw_noise, generator_for
 from omostc.backends.flux import flow
 from omostc.backends.flux.encode import FluxConditioning, FluxTextEncoder, plan_name, t5_plan
 from omostc.backends.flux.models import FluxModel
@@ -119,14 +120,16 @@ class FluxRegionalBackend:
 
     @torch.no_grad()
     def sample(self, ir: SceneIR, cond: FluxConditioning, initial: torch.Tensor | None, generator: torch.Generator,
-               height: int, width: int, steps: int, strength: float = 1.0, progress=None) -> torch.Tensor:
+               height: int, width: int, steps: int, strength: float = 1.0, progress=None,
+               pick: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """Denoised latents (1, 16, h, w); ``initial`` (the encoded image to start from, at
-        ``strength``) or None for pure noise."""
+        ``strength``) or None for pure noise. ``pick``: (index, batch), the noise is image
+        ``index`` of ``batch`` drawn from the generator at once (Omost's batch semantics)."""
         transformer, config = self.model.transformer, self.model.scheduler_config
         h, w = height // self.vae_scale, width // self.vae_scale
         rows, cols = h // flow.PATCH, w // flow.PATCH
         channels = transformer.config.in_channels // (flow.PATCH * flow.PATCH)
-        noise = torch.randn((1, channels, h, w), generator=generator, device=generator.device, dtype=self.dtype)
+        noise = draw_noise(generator, (channels, h, w), self.dtype, *pick)
         noise = flow.pack(noise.to(self.device)).float()
         sigmas = flow.sigmas(config, steps, rows * cols, strength=strength if initial is not None else 1.0,
                              shift=self.options.shift).to(self.device)
@@ -153,9 +156,10 @@ class FluxRegionalBackend:
 
     # --- the whole render -----------------------------------------------------------------
 
-    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[Seed], progress=None) -> list[Image.Image]:
         """One image per seed, each its own batch (an image depends on its seed alone); the text
-        is encoded once for all of them."""
+        is encoded once for all of them. A ``Noise`` seed is image k of Omost's batch drawn from
+        one generator (the hi-res pass draws again from it)."""
         if ir.tokenizer != plan_name(self.max_length):
             raise RenderError(f"the IR was lowered for {ir.tokenizer or 'no model'!r}; lower it with this "
                               f"backend ({plan_name(self.max_length)!r}) so its tokens fit the text encoder")
@@ -166,17 +170,17 @@ class FluxRegionalBackend:
             initial = self.encode_image(torch.from_numpy(ir.initial_image(o.height, o.width))[None])
         images = []
         for seed in seeds:
-            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+            generator, pick = generator_for(seed, self.device)
             latents = self.sample(ir, cond, initial, generator, o.height, o.width, o.steps,
-                                  o.sketch_strength or 1.0, progress)
+                                  o.sketch_strength or 1.0, progress, pick)
             pixels = self.decode(latents)
             if o.highres.scale > 1.0 + HIGHRES_EPS:
-                pixels = self.highres_fix(ir, cond, pixels, generator, o, progress)
+                pixels = self.highres_fix(ir, cond, pixels, generator, o, progress, pick)
             images.append(Image.fromarray(pixels[0]))
         return images
 
     def highres_fix(self, ir: SceneIR, cond: FluxConditioning, pixels: list[np.ndarray], generator: torch.Generator,
-                    o: RenderOptions, progress=None) -> list[np.ndarray]:
+                    o: RenderOptions, progress=None, pick: tuple[int, int] = (0, 1)) -> list[np.ndarray]:
         """Omost's hi-res pass: Lanczos upscale to multiples of 64, encode, denoise again at
         ``highres.denoise`` for ``highres.steps`` steps (masks and schedule at the new size)."""
         h, w = pixels[0].shape[:2]
@@ -184,6 +188,7 @@ class FluxRegionalBackend:
         resized = [np.array(Image.fromarray(p).resize((tw, th), Image.Resampling.LANCZOS)) for p in pixels]
         batch = torch.from_numpy(np.stack(resized)).float() / 127.5 - 1.0
         latents = self.encode_image(batch.movedim(-1, 1))
-        latents = self.sample(ir, cond, latents, generator, th, tw, o.highres.steps, o.highres.denoise, progress)
+        latents = self.sample(ir, cond, latents, generator, th, tw, o.highres.steps, o.highres.denoise, progress,
+                              pick)
         return self.decode(latents)
 

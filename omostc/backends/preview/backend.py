@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from omostc.backends.base import Seed
 from omostc.ir.lowering import lower
 from omostc.ir.model import SceneIR
 from omostc.ir.pictures import layout_image
@@ -17,7 +18,9 @@ class PreviewBackend:
     def lower(self, scene: Scene) -> SceneIR:
         return lower(scene)
 
-    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[Seed], progress=None) -> list[Image.Image]:
+        """The layout picture, once per seed: it has no noise, so a plain seed and Omost's batch
+        noise (``Noise``) give the same picture."""
         o = options.snapped()
         image = layout_image(ir, o.width, o.height)
         return [image.copy() for _ in seeds]

@@ -14,6 +14,13 @@ from omostc.backends.base import Backend, BackendEntry
 from omostc.backends.sdxl.options import SDXLOptions, problems
 
 
+def resolve(options: SDXLOptions) -> SDXLOptions:
+    """The dtype made explicit: fp32 on a CPU, fp16 on an accelerator."""
+    from omostc.backends.common.devices import with_resolved_dtype
+
+    return with_resolved_dtype(options, "fp16")
+
+
 def create(model: str | None, options: Any, threads: int | None) -> Backend:
     from omostc.backends.common.devices import default_device
     from omostc.backends.sdxl.models import load_sdxl
@@ -45,4 +52,5 @@ ENTRY = BackendEntry(
     model_help="Hub id, diffusers folder, single .safetensors file, or builtin:tiny-sdxl.",
     validate=problems,
     dev_commands=dev_commands,
+    resolve=resolve,
 )

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omostc.backends.base import RenderOptions
-from omostc.backends.common.sampling import DiscreteSchedule, sample_dpmpp_2m
+from omostc.backends.base import RenderOptions, Seed
+from omostc.backends.common.sampling import DiscreteSchedule, draw_noise, generator_for, sample_dpmpp_2m
 from omostc.backends.sdxl.attention import RegionalAttention, RegionPlan, padded
 from omostc.backends.sdxl.encode import Conditioning, SDXLTextEncoder
 from omostc.backends.sdxl.models import SDXLModel
@@ -115,11 +115,14 @@ class SDXLRegionalBackend:
 
     @torch.inference_mode()
     def sample(self, ir: SceneIR, cond: Conditioning, initial: torch.Tensor, generators: list[torch.Generator],
-               steps: int, strength: float, cfg: float, progress=None, sampler: str = "omost") -> torch.Tensor:
+               steps: int, strength: float, cfg: float, progress=None, sampler: str = "omost",
+               picks: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """``picks``: per generator, (index, batch): the noise is image ``index`` of ``batch``
+        images drawn at once (Omost's batch), else one image's own draw."""
         unet = self.model.unet
         n, _, lh, lw = initial.shape
-        noise = torch.cat([torch.randn((1, *initial.shape[1:]), generator=g, device=g.device, dtype=unet.dtype)
-                           for g in generators]).to(self.device)
+        noise = torch.cat([draw_noise(g, initial.shape[1:], unet.dtype, *(picks[i] if picks else (0, 1)))
+                           for i, g in enumerate(generators)]).to(self.device)
         inputs = unet_inputs(cond, n, lh * self.vae_scale, lw * self.vae_scale, self.device, unet.dtype)
         plan = RegionPlan.build(ir, [c.shape[0] for c in cond.layers], lh, lw, n)
         with self.attention.active(plan):
@@ -163,9 +166,11 @@ class SDXLRegionalBackend:
 
     # --- the whole render -----------------------------------------------------------------
 
-    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[int], progress=None) -> list[Image.Image]:
+    def render(self, ir: SceneIR, options: RenderOptions, seeds: list[Seed], progress=None) -> list[Image.Image]:
         """One image per seed. Each seed is its own batch, so an image depends on its seed alone,
-        not on which other seeds share the call; the text is encoded once for all of them."""
+        not on which other seeds share the call; the text is encoded once for all of them. A
+        ``Noise`` seed is image k of Omost's batch: its noise is the k-th of a batch's draw from
+        one generator (the hi-res pass draws again from the same generator, as Omost's app does)."""
         if ir.tokenizer != self.tokenizer.name:
             raise RenderError(f"the IR was lowered with tokenizer {ir.tokenizer!r}; lower it with this model's "
                               f"({self.tokenizer.name!r}) so its bags fit the text encoders")
@@ -174,12 +179,12 @@ class SDXLRegionalBackend:
         initial, strength = self.initial_latent(ir, o)
         images = []
         for seed in seeds:
-            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+            generator, pick = generator_for(seed, self.device)
             latents = self.sample(ir, cond, initial, [generator], o.steps, strength, o.cfg, progress,
-                                  self.options.sampler)
+                                  self.options.sampler, [pick])
             pixels = self.decode(latents)
             if o.highres.scale > 1.0 + HIGHRES_EPS:
-                pixels = self.highres_fix(ir, cond, pixels, [generator], o, progress)
+                pixels = self.highres_fix(ir, cond, pixels, [generator], o, progress, [pick])
             images.append(Image.fromarray(pixels[0]))
         return images
 
@@ -191,12 +196,13 @@ class SDXLRegionalBackend:
         size = (1, 4, o.height // self.vae_scale, o.width // self.vae_scale)
         return torch.zeros(size, device=self.device, dtype=torch.float32), 1.0
 
-    def highres_fix(self, ir, cond, pixels, generators, o: RenderOptions, progress=None) -> list[np.ndarray]:
+    def highres_fix(self, ir, cond, pixels, generators, o: RenderOptions, progress=None,
+                    picks: list[tuple[int, int]] | None = None) -> list[np.ndarray]:
         h, w = pixels[0].shape[:2]
         tw, th = int(round(w * o.highres.scale / 64.0) * 64), int(round(h * o.highres.scale / 64.0) * 64)
         resized = [np.array(Image.fromarray(p).resize((tw, th), Image.Resampling.LANCZOS)) for p in pixels]
         batch = torch.from_numpy(np.stack(resized)).float() / 127.5 - 1.0
         latents = self.encode_image(batch.movedim(-1, 1))
         latents = self.sample(ir, cond, latents.float(), generators, o.highres.steps, o.highres.denoise, o.cfg,
-                              progress, self.options.sampler)
+                              progress, self.options.sampler, picks)
         return self.decode(latents)
