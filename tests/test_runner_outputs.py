@@ -461,3 +461,21 @@ def test_a_killed_writer_not_yet_waited_for_counts_as_gone(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow
+def test_from_png_of_a_model_render_is_quiet_with_q(tmp_path):
+    """The default profile (preview) needs no model, but a --from-png item brings its own: the
+    model libraries' loading bars stay hidden with -q all the same (a fresh process, since the
+    libraries' switch is process-wide)."""
+    import subprocess
+    import sys
+
+    first = render(DRAGON, "-o", tmp_path / "a", *TINY, "-q")
+    assert first.exit_code == 0, first.stderr
+    png = pngs(tmp_path / "a")[0]
+    run = subprocess.run([sys.executable, "-m", "omostc", "render", "--from-png", str(png), "-o",
+                          str(tmp_path / "b"), "-q"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "Loading" not in run.stderr and "it/s" not in run.stderr, run.stderr
+    assert pngs(tmp_path / "b")[0].read_bytes() == png.read_bytes()

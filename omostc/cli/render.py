@@ -126,7 +126,7 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
         else:
             print_diagnostics(report.warnings, quiet_output)
         shown.update(d.file for d in report.warnings if d.severity == "error")  # printed with their context
-        if registry.get(report.profile.backend).needs_model:
+        if any(registry.get(p.backend).needs_model for p in [report.profile, *report.profiles]):  # a PNG's own too
             quiet_libraries(quiet_output)
 
     def show_step(item, position: int, total: int, step: int, steps: int) -> None:  # one status line
