@@ -258,6 +258,31 @@ def test_an_ir_lowered_for_another_backend_is_refused(flux_model, global_spec):
         flux.render(lower(scene_of(global_spec)), RenderOptions(width=64, height=64, steps=1), [1])
 
 
+def test_omosts_batch_noise_is_image_k_of_one_draw(flux_model, global_spec):
+    """--batch-seeds omost on FLUX: image k's noise is the k-th of ``batch`` drawn from one
+    generator at once, so image 0 of a batch of one is the plain seed's picture and image 1 of
+    two is neither seed 5's nor seed 6's own."""
+    from omostc.backends.base import Noise
+    from omostc.backends.common.sampling import draw_noise
+    from omostc.spec.render import RenderOptions
+
+    both = torch.randn((2, 3, 4), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(draw_noise(torch.Generator().manual_seed(5), (3, 4), torch.float32, 1, 2), both[1:])
+    flux = backend(flux_model)
+    ir = flux.lower(scene_of(global_spec))
+    options = RenderOptions(width=64, height=64, steps=2)
+    plain5, plain6, first, second = (pixels_of(im) for im in flux.render(
+        ir, options, [5, 6, Noise(5, 0, 1), Noise(5, 1, 2)]))
+    assert (plain5 == first).all()
+    assert not (second == plain5).all() and not (second == plain6).all()
+
+
+def pixels_of(image):
+    import numpy as np
+
+    return np.asarray(image)
+
+
 # --- rendering through the command users run -------------------------------------------------
 
 @pytest.mark.slow
