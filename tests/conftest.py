@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["fake_llm_server"]  # the loopback LLM server fixture `serve`
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OMOSTC_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus"

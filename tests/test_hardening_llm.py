@@ -10,77 +10,16 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
 from conftest import REPO, dev_model
+from fake_llm_server import DONE, delta, event
 
 from omostc.cli import main
 
 CLEAN = (REPO / "specs" / "src" / "dragon.md").read_text(encoding="utf-8")
 HOSTILE = ("\x1b]0;pwned\x07", "\x1b[2J")
-
-
-def event(obj) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()
-
-
-def delta(text: str) -> bytes:
-    return event({"choices": [{"index": 0, "delta": {"content": text}}]})
-
-
-DONE = b"data: [DONE]\n\n"
-
-
-class Server:
-    """A loopback HTTP server whose every POST is answered by ``reply(handler)``; counts the bytes
-    it managed to send (a client that stops reading makes the writes fail)."""
-
-    def __init__(self, reply):
-        self.sent, self.requests, self.closing = 0, [], threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            owner = server
-
-            def log_message(self, *args):
-                pass
-
-            def write(self, data: bytes):
-                self.wfile.write(data)
-                self.wfile.flush()
-                server.sent += len(data)
-
-            def do_POST(self):
-                server.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                try:
-                    reply(self)
-                except OSError:  # the client hung up: what a bounded client does
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-
-    def close(self):
-        self.closing.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(reply):
-        servers.append(Server(reply))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 @pytest.fixture(autouse=True)

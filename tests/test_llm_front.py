@@ -10,15 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import REPO
+from fake_llm_server import DONE, delta, event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,63 +27,6 @@ from omostc.cli import main
 CLEAN = (REPO / "specs" / "src" / "dragon.md").read_text(encoding="utf-8")
 TRUNCATED = CLEAN[: len(CLEAN) // 2]
 HALF = CLEAN[: CLEAN.index("# Add a mighty dragon.")]  # the global description and one region, complete
-DONE = b"data: [DONE]\n\n"
-
-
-def event(obj) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()
-
-
-def delta(text: str) -> bytes:
-    return event({"choices": [{"index": 0, "delta": {"content": text}}]})
-
-
-class Server:
-    """A loopback OpenAI-compatible server: every POST is answered by ``reply(handler)``."""
-
-    def __init__(self, reply):
-        self.requests, self.closing = [], threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            owner = server
-
-            def log_message(self, *args):
-                pass
-
-            def write(self, data: bytes):
-                self.wfile.write(data)
-                self.wfile.flush()
-
-            def do_POST(self):
-                server.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                try:
-                    reply(self)
-                except OSError:  # the client hung up
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-
-    def close(self):
-        self.closing.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(reply):
-        servers.append(Server(reply))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 @pytest.fixture(autouse=True)
