@@ -1,0 +1,283 @@
+"""The web app of ``omostc serve``: the routes of API.md over a folder of specs. Each route reads
+its request, calls the public Python API (through this package's modules) and answers JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from omostc import __version__
+from omostc.api import load_scene
+from omostc.batch.names import input_name
+from omostc.batch.profile import DEFAULT, available_profiles, load_profile
+from omostc.diagnostics import OmostcError, printable
+from omostc.files import write_text_atomic
+from omostc.llm.api import LLMSettings
+from omostc.serve import documents
+from omostc.serve.chat import ChatFront, parse_messages
+from omostc.serve.layout import snap, vocabulary
+from omostc.serve.renders import Renders, past_renders
+from omostc.serve.security import SPEC_SUFFIXES, Guard, GuardMiddleware, PathRefused, confine, relative_files
+
+MAX_BODY = 9 * 1024 * 1024  # a request body: a spec up to the loaders' 8 MiB, JSON-escaped
+POLL_SECONDS = 0.05  # how often a render's event stream looks for new events
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class ServeConfig:
+    folder: Path  # DIR: the specs
+    out_dir: Path  # the render output folder (the batch runner's OUT)
+    guard: Guard
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    chat_backend: object | None = None  # tests: a backend object instead of one made from ``llm``
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400, diagnostics: list | None = None):
+        super().__init__(message)
+        self.status = status
+        self.diagnostics = diagnostics or []
+
+
+def _static() -> Path:
+    return Path(str(resources.files("omostc.serve").joinpath("static")))
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest(f"the request is larger than {MAX_BODY // (1024 * 1024)} MiB", 413)
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        raise BadRequest("the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], key: str, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{key!r} must be text")
+    return value
+
+
+def _error(exc: BadRequest | PathRefused | FileNotFoundError | OmostcError) -> JSONResponse:
+    if isinstance(exc, BadRequest):
+        return JSONResponse({"error": str(exc), "diagnostics": exc.diagnostics}, status_code=exc.status)
+    if isinstance(exc, PathRefused):
+        return JSONResponse({"error": printable(str(exc)), "diagnostics": []}, status_code=400)
+    if isinstance(exc, FileNotFoundError):
+        return JSONResponse({"error": printable(f"no such file: {exc}"), "diagnostics": []}, status_code=404)
+    return JSONResponse({"error": printable(exc.summary()), "diagnostics": documents.diagnostics_json(exc.diagnostics)},
+                        status_code=422)
+
+
+def create_app(config: ServeConfig) -> Starlette:
+    folder = config.folder.resolve()
+    renders = Renders(config.out_dir)
+    chat = ChatFront(config.llm, config.chat_backend)
+
+    def spec_path(relative: str, must_exist: bool = False) -> Path:
+        return confine(folder, relative, must_exist=must_exist)
+
+    def handled(fn):
+        async def route(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except (BadRequest, PathRefused, FileNotFoundError, OmostcError) as exc:
+                return _error(exc)
+        return route
+
+    async def index(request: Request) -> Response:
+        return FileResponse(_static() / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({"dir": str(folder), "out": str(config.out_dir), "version": __version__,
+                             "profiles_default": DEFAULT, "token_required": config.guard.token is not None,
+                             "llm": {"model": config.llm.model, "base_url": config.llm.base_url}})
+
+    async def list_specs(request: Request) -> Response:
+        return JSONResponse({"specs": relative_files(folder, SPEC_SUFFIXES)})
+
+    async def get_spec(request: Request) -> Response:
+        relative = request.path_params["path"]
+        path = spec_path(relative, must_exist=True)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"{relative}: not UTF-8 text") from None
+        view = documents.validate_yaml(text, relative)
+        return JSONResponse({"path": relative, "yaml": text, "scene": view["scene"], "layout": view["layout"],
+                             "diagnostics": view["diagnostics"]})
+
+    async def put_spec(request: Request) -> Response:
+        relative = request.path_params["path"]
+        path = spec_path(relative)
+        text = _text(await _body(request), "yaml")
+        assert text is not None
+        view = documents.validate_yaml(text, relative)
+        if not view["ok"]:
+            raise BadRequest(f"{relative}: not saved: the spec does not validate", 422, view["diagnostics"])
+        if path.is_dir():
+            raise BadRequest(f"{relative}: is a folder")
+        try:
+            write_text_atomic(path, text)
+        except OSError as exc:
+            raise BadRequest(printable(f"{relative}: cannot write: {exc.strerror or exc}"), 500) from None
+        return JSONResponse({"path": relative, "yaml": text, "scene": view["scene"], "layout": view["layout"]})
+
+    def target_of(data: dict[str, Any]) -> Path | None:
+        relative = _text(data, "path", required=False)
+        return spec_path(relative) if relative else None
+
+    async def validate(request: Request) -> Response:
+        data = await _body(request)
+        text = _text(data, "yaml")
+        assert text is not None
+        return JSONResponse(documents.validate_yaml(text, _text(data, "path", required=False) or "<spec>"))
+
+    async def compile_code(request: Request) -> Response:
+        data = await _body(request)
+        code = _text(data, "code")
+        assert code is not None
+        return JSONResponse(documents.compile_code(code, target_of(data)))
+
+    async def scene_to_yaml(request: Request) -> Response:
+        data = await _body(request)
+        return JSONResponse(documents.scene_to_yaml(data.get("scene"), target_of(data)))
+
+    async def layout(request: Request) -> Response:
+        return JSONResponse(documents.layout_json((await _body(request)).get("scene")))
+
+    async def vocab(request: Request) -> Response:
+        return JSONResponse(vocabulary())
+
+    async def snap_box(request: Request) -> Response:
+        data = await _body(request)
+        numbers = [data.get(k) for k in ("x", "y", "w", "h")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e6 for v in numbers):
+            raise BadRequest("x, y, w and h must be numbers (grid cells)")
+        return JSONResponse(snap(*numbers))
+
+    async def profiles(request: Request) -> Response:
+        found = []
+        for name, path in available_profiles().items():
+            try:
+                profile = load_profile(str(path))
+            except OmostcError as exc:
+                found.append({"name": name, "error": exc.summary()})
+                continue
+            found.append({"name": name, "backend": profile.backend, "model": profile.model,
+                          "description": profile.description})
+        return JSONResponse({"default": DEFAULT, "profiles": found})
+
+    async def render(request: Request) -> Response:
+        data = await _body(request)
+        relative = _text(data, "path", required=False)
+        text = _text(data, "yaml", required=False)
+        profile = _text(data, "profile", required=False) or DEFAULT
+        seed = data.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+            raise BadRequest("seed must be a whole number from 0 to 4294967295")
+        if relative is None and text is None:
+            raise BadRequest("give 'path' (a saved spec) or 'yaml' (the text to render)")
+        if "/" in profile or "\\" in profile or profile.lower().endswith((".yaml", ".yml")):
+            raise BadRequest("profile: give a profile's name (GET /api/profiles lists them), not a file")
+        load_profile(profile)  # an unknown profile: 422 with its did-you-mean, before any job
+        if text is not None:
+            view = documents.validate_yaml(text, relative or "<spec>")
+            if not view["ok"]:
+                raise BadRequest("the spec does not validate", 422, view["diagnostics"])
+            name = input_name(relative or "scene.yaml")
+            job = renders.start(None, text, name, profile, seed)
+        else:
+            assert relative is not None
+            path = spec_path(relative, must_exist=True)
+            load_scene(path)  # a spec that does not load: 422, located
+            job = renders.start(path, None, "", profile, seed)
+        return JSONResponse({"job": job.id})
+
+    async def render_events(request: Request) -> Response:
+        job = renders.job(request.path_params["job"])
+        if job is None:
+            raise BadRequest("no such render job", 404)
+
+        async def events():
+            sent = 0
+            while True:
+                while sent < len(job.events):
+                    event, data = job.events[sent]
+                    sent += 1
+                    yield f"event: {event}\ndata: {json.dumps(data)}\n\n"
+                if job.finished and sent >= len(job.events):
+                    return
+                await asyncio.sleep(POLL_SECONDS)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def list_renders(request: Request) -> Response:
+        relative = request.query_params.get("path", "")
+        spec_path(relative)
+        return JSONResponse({"renders": past_renders(config.out_dir, relative)})
+
+    async def image(request: Request) -> Response:
+        relative = request.query_params.get("path", "")
+        path = confine(config.out_dir, relative, suffixes=(".png",), must_exist=True)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def chat_turn(request: Request) -> Response:
+        data = await _body(request)
+        text = _text(data, "text")
+        assert text is not None
+        try:
+            messages = parse_messages(data.get("messages"))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        scene = None
+        if data.get("scene") is not None:
+            scene, problems = documents.scene_from_data(data["scene"])
+            if scene is None:
+                raise BadRequest("the scene does not validate", 422, documents.diagnostics_json(problems))
+        seed = data.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise BadRequest("seed must be a whole number")
+        stream = chat.stream(messages, text, scene, bool(data.get("retry")), seed, target_of(data))
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    routes = [
+        Route("/", index),
+        Route("/api/info", handled(info)),
+        Route("/api/specs", handled(list_specs)),
+        Route("/api/specs/{path:path}", handled(get_spec), methods=["GET"]),
+        Route("/api/specs/{path:path}", handled(put_spec), methods=["PUT"]),
+        Route("/api/validate", handled(validate), methods=["POST"]),
+        Route("/api/compile", handled(compile_code), methods=["POST"]),
+        Route("/api/scene-to-yaml", handled(scene_to_yaml), methods=["POST"]),
+        Route("/api/layout", handled(layout), methods=["POST"]),
+        Route("/api/vocabulary", handled(vocab)),
+        Route("/api/snap", handled(snap_box), methods=["POST"]),
+        Route("/api/profiles", handled(profiles)),
+        Route("/api/render", handled(render), methods=["POST"]),
+        Route("/api/render/{job}/events", handled(render_events)),
+        Route("/api/renders", handled(list_renders)),
+        Route("/api/image", handled(image)),
+        Route("/api/chat", handled(chat_turn), methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=_static(), follow_symlink=False), name="static"),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, guard=config.guard)])

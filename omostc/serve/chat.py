@@ -1,0 +1,127 @@
+"""The chat view: one turn of ``omostc chat``'s conversation per request, streamed as server-sent
+events. The page holds the conversation (the server keeps none): it sends the turns so far and
+the new request, and gets the tokens, then the compiled scene and the conversation to keep."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from omostc.diagnostics import CompileError, LLMError, OmostcError, printable
+from omostc.llm.api import LLMSettings, chat_backend
+from omostc.llm.chat import ChatSession, open_session
+from omostc.llm.conversation import edit_conversation, worked_example
+from omostc.serve.documents import canonical_yaml, diagnostics_json
+from omostc.serve.layout import layout_of
+from omostc.spec.model import Message, Provenance, Scene, scene_to_dict
+
+MAX_TURNS = 200  # messages a request may carry
+ROLES = ("user", "assistant")
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def parse_messages(raw: Any) -> list[Message]:
+    """The page's conversation, checked: a list of {role: user|assistant, content: text}."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_TURNS:
+        raise ValueError(f"messages must be a list of at most {MAX_TURNS} turns")
+    out = []
+    for m in raw:
+        if not (isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)):
+            raise ValueError("each message must be {role: 'user' or 'assistant', content: text}")
+        out.append(Message(m["role"], m["content"]))
+    return out
+
+
+class ChatFront:
+    """The model the server's chat talks to (made once, on the first request: a model run here
+    loads once), with the settings of ``omostc serve``'s flags, those of ``omostc chat``."""
+
+    def __init__(self, settings: LLMSettings, backend: object | None = None):
+        self.settings = settings
+        self._backend = backend
+        self._lock = threading.Lock()  # one answer at a time: a model run here is not shared
+
+    def session(self) -> ChatSession:
+        if self._backend is None:
+            self._backend = chat_backend(self.settings)
+        return open_session(self.settings, self._backend)
+
+    def turn(self, messages: list[Message], text: str, scene: Scene | None, seed: int | None,
+             on_text, target: Path | None) -> tuple[str, dict[str, Any]]:
+        """Ask one question; the event that ends the stream, and its data."""
+        with self._lock:
+            try:
+                session = self.session()
+            except OmostcError as exc:
+                return "error", _error(exc, None, messages)
+            fixed = session.messages
+            if scene is not None:
+                stored = messages or (scene.provenance.conversation if scene.provenance else None) or []
+                with_turns = replace(scene, provenance=replace(scene.provenance or Provenance(),
+                                                               conversation=list(stored) or None))
+                session.messages = edit_conversation(with_turns, text, self.settings.kind)[:-1]
+            else:
+                session.messages = [*fixed, *messages]
+            before = _body(session.messages)
+            try:
+                generation = session.ask(text, on_text, seed=seed)
+            except (CompileError, LLMError) as exc:
+                return "error", _error(exc, exc.answer, _body(session.messages) if exc.answer else before)
+            except OmostcError as exc:
+                return "error", _error(exc, None, before)
+            except Exception as exc:  # a model library's own failure: reported, the server goes on
+                return "error", {"message": printable(f"the model failed: {exc}"), "diagnostics": [],
+                                 "answer": None, "messages": _turns(before)}
+        result = generation.scene
+        return "done", {"answer": generation.answer, "messages": _turns(_body(session.messages)),
+                        "yaml": canonical_yaml(result, target), "scene": scene_to_dict(result),
+                        "layout": layout_of(result), "diagnostics": diagnostics_json(generation.result.warnings)}
+
+    async def stream(self, messages: list[Message], text: str, scene: Scene | None, retry: bool,
+                     seed: int | None, target: Path | None) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+
+        def push(item: tuple[str, dict[str, Any]] | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                chosen = random.randrange(2**31) if retry and seed is None else seed
+                push(self.turn(messages, text, scene, chosen, lambda t: push(("token", {"text": t})), target))
+            finally:
+                push(None)
+
+        threading.Thread(target=work, daemon=True, name="omostc-chat").start()
+        while (item := await queue.get()) is not None:
+            yield sse(*item)
+
+
+def _body(messages: list[Message]) -> list[Message]:
+    """The turns the page keeps: without the system prompt and the worked example (constants)."""
+    body = [m for m in messages if m.role != "system"]
+    example = worked_example()
+    return body[2:] if body[:2] == example else body
+
+
+def _turns(messages: list[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def _error(exc: OmostcError, answer: str | None, messages: list[Message]) -> dict[str, Any]:
+    interrupted = isinstance(exc, CompileError) and exc.interrupted
+    return {"message": ("the answer did not compile: " if isinstance(exc, CompileError) and answer else "")
+            + exc.summary() + (" (interrupted)" if interrupted else ""),
+            "diagnostics": diagnostics_json(exc.diagnostics), "answer": answer or None,
+            "messages": _turns(messages)}
