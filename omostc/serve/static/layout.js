@@ -66,7 +66,7 @@ export class LayoutView {
       "data-testid": "layout-global" }, svg);
     const regions = [...layout.regions].sort((a, b) => a.order - b.order);
     for (const region of regions) this.drawRegion(region);
-    if (selected !== null) this.drawHandles();
+    if (selected !== null) this.drawSelection();
   }
 
   sx(cells) { return (cells * this.layout.width) / this.layout.grid; }
@@ -90,9 +90,13 @@ export class LayoutView {
     return this.layout?.regions.find((r) => r.index === index) || null;
   }
 
-  drawHandles(box = this.regionAt(this.selected)) {
-    this.svg.querySelectorAll(".handle").forEach((h) => h.remove());
+  /** The selected box's outline and resize handles, above every region so it can always be
+   * grabbed; a click on it without a drag selects the region beneath instead. */
+  drawSelection(box = this.regionAt(this.selected)) {
+    this.svg.querySelectorAll(".selection, .handle").forEach((h) => h.remove());
     if (!box) return;
+    el("rect", { class: "selection", "data-testid": "selection", x: this.sx(box.x), y: this.sy(box.y),
+      width: this.sx(box.w), height: this.sy(box.h) }, this.svg);
     const r = Math.max(6, Math.min(this.layout.width, this.layout.height) / 90);
     const xs = { w: box.x, e: box.x + box.w, c: box.x + box.w / 2 };
     const ys = { n: box.y, s: box.y + box.h, c: box.y + box.h / 2 };
@@ -116,8 +120,9 @@ export class LayoutView {
     if (!this.layout || event.button !== 0) return;
     const handle = event.target.closest(".handle");
     const group = event.target.closest(".region");
+    const onSelection = event.target.classList.contains("selection");
     let index = this.selected;
-    if (!handle) {
+    if (!handle && !onSelection) {
       index = group ? Number(group.dataset.index) : null;
       if (index !== this.selected) {
         this.selected = index;
@@ -130,7 +135,8 @@ export class LayoutView {
     event.preventDefault();
     this.svg.setPointerCapture(event.pointerId);
     this.drag = { index, mode: handle ? handle.dataset.handle : "move", origin: this.toGrid(event),
-      start: { x: region.x, y: region.y, w: region.w, h: region.h }, box: null };
+      start: { x: region.x, y: region.y, w: region.w, h: region.h }, box: null,
+      clickThrough: onSelection ? { x: event.clientX, y: event.clientY } : null };
   }
 
   pointerMove(event) {
@@ -148,16 +154,28 @@ export class LayoutView {
     rect.setAttribute("height", this.sy(box.h));
     label.setAttribute("x", this.sx(box.x) + size * 0.4);
     label.setAttribute("y", this.sy(box.y) + size * 1.2);
-    this.drawHandles(box);
+    this.drawSelection(box);
   }
 
   pointerUp() {
     const drag = this.drag;
     this.drag = null;
-    if (!drag || !drag.box) return;
+    if (!drag) return;
     const { start, box } = drag;
-    if (box.x === start.x && box.y === start.y && box.w === start.w && box.h === start.h) return;
+    if (!box || (box.x === start.x && box.y === start.y && box.w === start.w && box.h === start.h)) {
+      if (drag.clickThrough) this.selectBeneath(drag.clickThrough);
+      return;
+    }
     this.callbacks.onBoxChange(drag.index, box);
+  }
+
+  /** A click on the selected box: select the topmost other region under the pointer, if any. */
+  selectBeneath({ x, y }) {
+    const groups = document.elementsFromPoint(x, y).map((node) => node.closest?.(".region")).filter(Boolean);
+    const other = groups.find((g) => Number(g.dataset.index) !== this.selected);
+    if (!other) return;
+    this.selected = Number(other.dataset.index);
+    this.callbacks.onSelect(this.selected);
   }
 
   cancel() {

@@ -1,0 +1,237 @@
+"""The page of ``omostc serve`` in a real browser: Debian's chromium, headless, driven by
+Playwright with the system browser (no browser download).
+
+Load a spec, drag a box with the mouse, see the YAML change, save, and check the saved file
+compiles to the dragged layout; resize a box onto Omost's vocabulary and see it snap; type a
+mistake into the YAML and see it located; render on the preview profile and see the image.
+
+``OMOSTC_SCREENSHOT=1`` also writes the app's screenshot shown in the README (docs/serve.png);
+normal runs leave the repository alone. ``OMOSTC_CHROMIUM`` names another browser binary.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+SCREENSHOT = ROOT / "docs" / "serve.png"
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str | None:
+    named = os.environ.get("OMOSTC_CHROMIUM")
+    if named:
+        return named if Path(named).is_file() else None
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _requirements() -> tuple[str, object]:
+    """The browser binary and Playwright's sync API, or a skip saying which is missing."""
+    for module, extra in (("starlette", "serve"), ("uvicorn", "serve")):
+        try:
+            __import__(module)
+        except ImportError:
+            pytest.skip(f"omostc serve needs {module} (pip install 'omostc[{extra}]')")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.skip("no Playwright: pip install 'omostc[dev]' (playwright, driven with the system browser)")
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium browser: apt-get install chromium (Debian), or set OMOSTC_CHROMIUM to a binary")
+    return browser, sync_api
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[tuple[str, Path, Path]]:
+    """`omostc serve DIR --no-browser --port 0` on a copy of some specs: (url, DIR, OUT)."""
+    _requirements()
+    base = tmp_path_factory.mktemp("serve")
+    folder = base / "specs"
+    folder.mkdir()
+    for name in ("tides-bbox.yaml", "dragon.yaml", "cat-in-room.yaml"):
+        shutil.copy(SPECS / name, folder / name)
+    out = base / "renders"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omostc", "serve", str(folder), "--no-browser", "--port", "0", "--out", str(out)],
+        cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    log: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    url = None
+    try:
+        while url is None:
+            try:
+                line = lines.get(timeout=30)
+            except queue.Empty:
+                break
+            found = re.search(r"http://\S+", line)
+            if found:
+                url = found.group(0).rstrip(".,)")
+        if url is None:
+            pytest.fail("omostc serve printed no URL:\n" + "".join(log))
+        yield url, folder, out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable, sync_api = _requirements()
+    with sync_api.sync_playwright() as p:  # type: ignore[attr-defined]
+        launched = p.chromium.launch(executable_path=executable, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser, served):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000}, device_scale_factor=1)
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    tab.goto(served[0])
+    tab.wait_for_selector("body[data-ready='true']", timeout=20_000)
+    yield tab
+    context.close()
+    assert not problems, "\n".join(problems)
+
+
+def _open(page, name: str) -> None:
+    page.locator(f"[data-testid='file-item'][data-path='{name}']").click()
+    page.wait_for_function(f"document.querySelector(\"[data-testid='current-file']\").textContent === '{name}'")
+    page.wait_for_selector("[data-testid='region-box-0']")
+
+
+def _drag(page, locator, cells_x: int, cells_y: int) -> None:
+    """Press on an element's centre and move the mouse by whole grid cells, then release."""
+    svg = page.get_by_test_id("layout-svg").bounding_box()
+    target = locator.bounding_box()
+    cell_w, cell_h = svg["width"] / 90, svg["height"] / 90
+    x, y = target["x"] + target["width"] / 2, target["y"] + target["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + cells_x * cell_w / 2, y + cells_y * cell_h / 2, steps=4)
+    page.mouse.move(x + cells_x * cell_w, y + cells_y * cell_h, steps=4)
+    page.mouse.up()
+
+
+def _yaml(page) -> str:
+    return page.get_by_test_id("spec-yaml").input_value()
+
+
+def _wait_yaml(page, pattern: str) -> str:
+    page.wait_for_function(
+        "p => new RegExp(p).test(document.querySelector(\"[data-testid='spec-yaml']\").value)",
+        arg=pattern, timeout=10_000)
+    return _yaml(page)
+
+
+def test_drag_save_render(page, served):
+    from omostc import load_spec
+    from omostc.spec.model import Box, region_rect
+
+    url, folder, out = served
+    _open(page, "tides-bbox.yaml")
+    assert "x: 65" in _yaml(page)
+    # the layout is drawn at the image's aspect ratio (896 x 1152 by default)
+    svg = page.get_by_test_id("layout-svg").bounding_box()
+    assert svg["width"] / svg["height"] == pytest.approx(896 / 1152, rel=0.02)
+
+    # drag the moon (box 65, 40, 15 x 15) left 35 and down 20 cells: it stays a free box
+    _drag(page, page.locator("[data-testid='region-box-1'] rect.box"), -35, 20)
+    text = _wait_yaml(page, r"box:\n    x: 30\n    y: 60\n    w: 15\n    h: 15")
+    assert "x: 65" not in text
+    assert page.get_by_test_id("dirty").is_visible()
+
+    # resize the earth (box 30, 30, 30 x 30) from its corners to 20, 20, 50 x 50: that is
+    # "in the center", "no offset", "a small square area", so it snaps to the vocabulary
+    page.locator("[data-testid='region-box-0'] rect.box").click()
+    _drag(page, page.get_by_test_id("handle-nw"), -10, -10)
+    _wait_yaml(page, r"x: 20\n    y: 20\n    w: 40")
+    _drag(page, page.get_by_test_id("handle-se"), 10, 10)
+    text = _wait_yaml(page, r"location: in the center\n  offset: no offset\n  area: a small square area")
+    assert page.get_by_test_id("field-location").input_value() == "in the center"
+
+    page.get_by_test_id("save").click()
+    page.wait_for_function("document.querySelector(\"[data-testid='dirty']\").hidden")
+    saved = folder / "tides-bbox.yaml"
+    assert saved.read_text("utf-8") == _yaml(page)
+    scene = load_spec(saved)
+    assert scene.regions[1].box == Box(x=30, y=60, w=15, h=15)
+    assert scene.regions[0].box is None and scene.regions[0].area == "a small square area"
+    assert region_rect(scene.regions[0]) == (20, 70, 20, 70)  # top, bottom, left, right
+    assert scene.regions[2].box == Box(x=0, y=0, w=30, h=30)  # untouched
+
+    # render on the preview profile (the default) and see the image with its settings
+    assert page.get_by_test_id("render-profile").input_value() == "preview"
+    page.get_by_test_id("render-start").click()
+    image = page.get_by_test_id("render-image")
+    image.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("document.querySelector(\"[data-testid='render-image']\").naturalWidth > 0")
+    natural = page.evaluate("() => { const i = document.querySelector(\"[data-testid='render-image']\");"
+                            " return [i.naturalWidth, i.naturalHeight]; }")
+    assert natural[0] * 1152 == natural[1] * 896
+    assert "seed" in page.get_by_test_id("render-settings").inner_text()
+    assert list(out.rglob("*.png")), "the render is written in the batch runner's output folder"
+    page.get_by_test_id("render-past-item").first.wait_for(timeout=10_000)
+
+    if os.environ.get("OMOSTC_SCREENSHOT") == "1":
+        page.get_by_test_id("region-box-1").locator("rect.box").click()
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+
+
+def test_typing_yaml_shows_located_errors_and_redraws(page, served):
+    _open(page, "dragon.yaml")
+    text = _yaml(page)
+    line = text.splitlines().index("  color: firebrick") + 1
+    editor = page.get_by_test_id("spec-yaml")
+    editor.fill(text.replace("  color: firebrick", "  color: firebrik"))
+    error = page.get_by_test_id("spec-error").first
+    error.wait_for(timeout=10_000)
+    assert error.get_attribute("data-line") == str(line)
+    assert "firebrick" in error.inner_text()  # the suggestion
+    assert page.get_by_test_id("save").is_disabled()
+    # fixed, and moved by typing: the layout follows the text
+    editor.fill(text.replace("location: in the center\n  offset: no offset\n  area: a large square area",
+                             "box:\n    x: 5\n    y: 5\n    w: 20\n    h: 20", 1))
+    page.wait_for_function("document.querySelectorAll(\"[data-testid='spec-error']\").length === 0")
+    dragon = page.locator("[data-testid='region-box-1'] rect.box")
+    svg = page.get_by_test_id("layout-svg").bounding_box()
+    page.wait_for_function(
+        "() => { const r = document.querySelector(\"[data-testid='region-box-1'] rect.box\");"
+        " return Math.abs(r.width.baseVal.value - 20 * 896 / 90) < 1; }")
+    assert dragon.bounding_box()["x"] == pytest.approx(svg["x"] + 5 * svg["width"] / 90, abs=2)
