@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,7 +52,6 @@ class Guard:
     host: str  # as bound
     port: int
     token: str | None = None
-    extra_hosts: tuple[str, ...] = field(default=())  # names the test client uses ("testserver")
 
     def host_ok(self, host: str) -> bool:
         """A Host header naming this server: loopback names (and the bound name) with its port.
@@ -61,7 +60,7 @@ class Guard:
             return True
         names = {*LOOPBACK_NAMES, self.host} if is_loopback(self.host) else {self.host, *LOOPBACK_NAMES}
         allowed = {f"[{n}]:{self.port}" if ":" in n else f"{n}:{self.port}" for n in names}
-        return host in {a.lower() for a in allowed} or host in self.extra_hosts
+        return host in {a.lower() for a in allowed}
 
     def refusal(self, request: Request) -> str | None:
         """Why the request is refused, or None."""
