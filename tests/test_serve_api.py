@@ -22,16 +22,17 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
-pytest.importorskip("starlette", reason="omostc serve needs the 'serve' extra")
+from omostc.cli import main
+from omostc.llm.api import LLMSettings
+
+# the 'serve' extra (and httpx, Starlette's test client, from the 'dev' extra) may be missing
+TestClient = pytest.importorskip("starlette.testclient", reason="omostc serve needs the 'serve' extra").TestClient
 pytest.importorskip("httpx", reason="Starlette's test client needs httpx (the 'dev' extra)")
-
-from starlette.testclient import TestClient  # noqa: E402  (after the skip: the extra may be missing)
-
-from omostc.cli import main  # noqa: E402
-from omostc.llm.api import LLMSettings  # noqa: E402
-from omostc.serve.app import ServeConfig, create_app  # noqa: E402
-from omostc.serve.layout import SNAP_TOLERANCE, _candidates, snap  # noqa: E402
-from omostc.serve.security import Guard  # noqa: E402
+serve_app = pytest.importorskip("omostc.serve.app")
+serve_layout = pytest.importorskip("omostc.serve.layout")
+Guard = pytest.importorskip("omostc.serve.security").Guard
+ServeConfig, create_app = serve_app.ServeConfig, serve_app.create_app
+SNAP_TOLERANCE, snap = serve_layout.SNAP_TOLERANCE, serve_layout.snap
 
 PORT = 8765
 BASE = f"http://127.0.0.1:{PORT}"
@@ -39,7 +40,7 @@ DRAGON = (REPO / "specs" / "src" / "dragon.md").read_text(encoding="utf-8")
 
 
 def client(folder: Path, out: Path, *, token: str | None = None, host: str = "127.0.0.1",
-           llm: LLMSettings | None = None) -> TestClient:
+           llm: LLMSettings | None = None):
     guard = Guard(host=host, port=PORT, token=token)
     app = create_app(ServeConfig(folder=folder, out_dir=out, guard=guard, llm=llm or LLMSettings()))
     return TestClient(app, base_url=f"http://{host}:{PORT}")
@@ -154,7 +155,8 @@ def test_layout_moves_with_an_edited_scene(api):
 # --- save ----------------------------------------------------------------------------------
 
 def test_save_writes_atomically_inside_the_folder(api, folder):
-    text = (folder / "dragon.yaml").read_text(encoding="utf-8").replace("distance_to_viewer: 1.0", "distance_to_viewer: 2.0")
+    text = (folder / "dragon.yaml").read_text(encoding="utf-8").replace("distance_to_viewer: 1.0",
+                                                                        "distance_to_viewer: 2.0")
     got = api.put("/api/specs/new/dragon2.yaml", json={"yaml": text})
     assert got.status_code == 200 and got.json()["path"] == "new/dragon2.yaml"
     assert (folder / "new" / "dragon2.yaml").read_text(encoding="utf-8") == text
@@ -223,7 +225,7 @@ def test_snap_to_the_vocabulary_within_the_tolerance(api):
 
 
 def test_every_vocabulary_box_snaps_to_a_vocabulary_entry_with_that_box():
-    for _, _, _, rect in _candidates():
+    for _, _, _, rect in serve_layout._candidates():
         got = snap(rect.x, rect.y, rect.w, rect.h)
         assert got["snapped"] and got["box"] == rect.to_dict()
 
@@ -399,7 +401,8 @@ def test_chat_server_down_is_an_error_event(folder, tmp_path):
 
 
 def test_chat_refuses_malformed_conversations(api):
-    assert api.post("/api/chat", json={"messages": [{"role": "system", "content": "x"}], "text": "a"}).status_code == 400
+    system = [{"role": "system", "content": "x"}]  # the system prompt is the server's
+    assert api.post("/api/chat", json={"messages": system, "text": "a"}).status_code == 400
     assert api.post("/api/chat", json={"messages": [], "text": 3}).status_code == 400
 
 

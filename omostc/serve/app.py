@@ -170,13 +170,17 @@ def create_app(config: ServeConfig) -> Starlette:
 
     async def snap_box(request: Request) -> Response:
         data = await _body(request)
-        numbers = [data.get(k) for k in ("x", "y", "w", "h")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e6 for v in numbers):
-            raise BadRequest("x, y, w and h must be numbers (grid cells)")
-        return JSONResponse(snap(*numbers))
+        numbers: list[float] = []
+        for key in ("x", "y", "w", "h"):
+            value = data.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not abs(value) < 1e6:
+                raise BadRequest("x, y, w and h must be numbers (grid cells)")
+            numbers.append(float(value))
+        x, y, w, h = numbers
+        return JSONResponse(snap(x, y, w, h))
 
     async def profiles(request: Request) -> Response:
-        found = []
+        found: list[dict[str, Any]] = []
         for name, path in available_profiles().items():
             try:
                 profile = load_profile(str(path))
@@ -191,7 +195,7 @@ def create_app(config: ServeConfig) -> Starlette:
         data = await _body(request)
         relative = _text(data, "path", required=False)
         text = _text(data, "yaml", required=False)
-        profile = _text(data, "profile", required=False) or DEFAULT
+        profile: str = _text(data, "profile", required=False) or DEFAULT
         seed = data.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
             raise BadRequest("seed must be a whole number from 0 to 4294967295")
