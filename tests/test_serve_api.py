@@ -30,6 +30,7 @@ TestClient = pytest.importorskip("starlette.testclient", reason="omostc serve ne
 pytest.importorskip("httpx", reason="Starlette's test client needs httpx (the 'dev' extra)")
 serve_app = pytest.importorskip("omostc.serve.app")
 serve_layout = pytest.importorskip("omostc.serve.layout")
+serve_renders = pytest.importorskip("omostc.serve.renders")
 Guard = pytest.importorskip("omostc.serve.security").Guard
 ServeConfig, create_app = serve_app.ServeConfig, serve_app.create_app
 SNAP_TOLERANCE, snap = serve_layout.SNAP_TOLERANCE, serve_layout.snap
@@ -183,6 +184,23 @@ def test_paths_outside_the_folder_are_refused(api, folder, path):
     assert not Path("/tmp/outside.yaml").exists()
 
 
+def test_hidden_and_unreadable_files(api, folder):
+    (folder / ".secret").mkdir()
+    shutil.copy(folder / "dragon.yaml", folder / ".secret" / "x.yaml")
+    assert api.get("/api/specs/.secret/x.yaml").status_code == 400
+    (folder / "latin1.yaml").write_bytes("version: 1\nglobal: caf\xe9\n".encode("latin-1"))
+    got = api.get("/api/specs/latin1.yaml").json()  # as `omostc validate` says it, located
+    assert got["scene"] is None and "UTF-8" in got["diagnostics"][0]["message"]
+
+
+def test_request_bodies_are_bounded(api):
+    big = b'{"yaml": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    got = api.post("/api/validate", content=big, headers={"Content-Type": "application/json"})
+    assert got.status_code == 413
+    assert api.post("/api/validate", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    assert api.post("/api/validate", json=[1]).status_code == 400
+
+
 def test_symlinks_out_of_the_folder_are_refused(api, folder, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -277,6 +295,15 @@ def test_render_errors_arrive_as_events(folder, tmp_path):
     with client(folder, tmp_path / "not-a-folder") as c:
         kind, data = render(c, path="dragon.yaml")[-1]
     assert kind == "error" and "cannot write" in data["message"]
+
+
+def test_waiting_renders_are_bounded(folder, tmp_path):
+    renders = serve_renders.Renders(tmp_path / "out")
+    with renders.one_at_a_time:  # a render in progress: the others wait
+        for _ in range(serve_renders.MAX_WAITING):
+            renders.start(folder / "dragon.yaml", None, "", "preview", 1)
+        with pytest.raises(serve_renders.Busy):
+            renders.start(folder / "dragon.yaml", None, "", "preview", 1)
 
 
 @pytest.mark.slow

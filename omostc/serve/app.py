@@ -27,8 +27,10 @@ from omostc.llm.api import LLMSettings
 from omostc.serve import documents
 from omostc.serve.chat import ChatFront, parse_messages
 from omostc.serve.layout import snap, vocabulary
-from omostc.serve.renders import Renders, past_renders
+from omostc.serve.renders import Busy, Renders, past_renders
 from omostc.serve.security import SPEC_SUFFIXES, Guard, GuardMiddleware, PathRefused, confine, relative_files
+from omostc.spec.render import MAX_SEED
+from omostc.spec.yamlio import read_yaml_text
 
 MAX_BODY = 9 * 1024 * 1024  # a request body: a spec up to the loaders' 8 MiB, JSON-escaped
 POLL_SECONDS = 0.05  # how often a render's event stream looks for new events
@@ -56,9 +58,18 @@ def _static() -> Path:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequest(f"the request is larger than {MAX_BODY // (1024 * 1024)} MiB", 413)
+    """The request's JSON object, read up to MAX_BODY bytes (a larger one is refused unread)."""
+    too_large = BadRequest(f"the request is larger than {MAX_BODY // (1024 * 1024)} MiB", 413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         data = json.loads(raw or b"{}")
     except ValueError:
@@ -119,9 +130,10 @@ def create_app(config: ServeConfig) -> Starlette:
         relative = request.path_params["path"]
         path = spec_path(relative, must_exist=True)
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest(f"{relative}: not UTF-8 text") from None
+            text = read_yaml_text(path)  # bounded in size, UTF-8 checked, as `omostc validate` reads
+        except OmostcError as exc:
+            return JSONResponse({"path": relative, "yaml": None, "scene": None, "layout": None,
+                                 "diagnostics": documents.diagnostics_json(exc.diagnostics)})
         view = documents.validate_yaml(text, relative)
         return JSONResponse({"path": relative, "yaml": text, "scene": view["scene"], "layout": view["layout"],
                              "diagnostics": view["diagnostics"]})
@@ -197,8 +209,8 @@ def create_app(config: ServeConfig) -> Starlette:
         text = _text(data, "yaml", required=False)
         profile: str = _text(data, "profile", required=False) or DEFAULT
         seed = data.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
-            raise BadRequest("seed must be a whole number from 0 to 4294967295")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+            raise BadRequest(f"seed must be a whole number from 0 to {MAX_SEED}")
         if relative is None and text is None:
             raise BadRequest("give 'path' (a saved spec) or 'yaml' (the text to render)")
         if "/" in profile or "\\" in profile or profile.lower().endswith((".yaml", ".yml")):
@@ -208,13 +220,17 @@ def create_app(config: ServeConfig) -> Starlette:
             view = documents.validate_yaml(text, relative or "<spec>")
             if not view["ok"]:
                 raise BadRequest("the spec does not validate", 422, view["diagnostics"])
-            name = input_name(relative or "scene.yaml")
-            job = renders.start(None, text, name, profile, seed)
+            if relative is not None:
+                spec_path(relative)  # names the output folder only, but a path all the same
+            source, name = None, input_name(relative or "scene.yaml")
         else:
             assert relative is not None
-            path = spec_path(relative, must_exist=True)
-            load_scene(path)  # a spec that does not load: 422, located
-            job = renders.start(path, None, "", profile, seed)
+            source, name = spec_path(relative, must_exist=True), ""
+            load_scene(source)  # a spec that does not load: 422, located
+        try:
+            job = renders.start(source, text, name, profile, seed)
+        except Busy as exc:
+            raise BadRequest(str(exc), 429) from None
         return JSONResponse({"job": job.id})
 
     async def render_events(request: Request) -> Response:

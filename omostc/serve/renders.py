@@ -22,6 +22,11 @@ from omostc.diagnostics import OmostcError, ProvenanceError, printable
 from omostc.serve.documents import diagnostics_json
 
 KEPT_JOBS = 64  # finished jobs remembered (their events), oldest forgotten first
+MAX_WAITING = 8  # render jobs started and not finished; more are refused (429) until one ends
+
+
+class Busy(Exception):
+    """Too many renders are waiting."""
 
 
 @dataclass
@@ -56,9 +61,11 @@ class Renders:
     def start(self, spec: Path | None, text: str | None, name: str, profile: str, seed: int | None) -> Job:
         job = Job(secrets.token_hex(8))
         with self.guard:
+            if sum(not j.finished for j in self.jobs.values()) >= MAX_WAITING:
+                raise Busy(f"{MAX_WAITING} renders are already waiting: try again when one is done")
             self.jobs[job.id] = job
-            while len(self.jobs) > KEPT_JOBS:
-                self.jobs.popitem(last=False)
+            for old in [k for k, j in self.jobs.items() if j.finished][:max(0, len(self.jobs) - KEPT_JOBS)]:
+                del self.jobs[old]
         threading.Thread(target=self._run, args=(job, spec, text, name, profile, seed), daemon=True,
                          name=f"omostc-render-{job.id}").start()
         return job

@@ -135,6 +135,8 @@ def confine(root: Path, relative: str, *, suffixes: tuple[str, ...] | None = SPE
     parts = relative.split("/")
     if any(p in ("..", ".", "") for p in parts):
         raise PathRefused(f"{relative!r}: '..', '.' and empty parts are not allowed in a path")
+    if any(p.startswith(".") for p in parts):
+        raise PathRefused(f"{relative!r}: hidden files and folders (a name starting with '.') are not served")
     if suffixes is not None and not relative.lower().endswith(suffixes):
         raise PathRefused(f"{relative!r}: only {' and '.join(suffixes)} files")
     base = root.resolve()
