@@ -455,6 +455,14 @@ def test_loopback_names_reach_a_loopback_server(folder, tmp_path):
             assert c.get("/api/specs", headers={"Host": host}).status_code == 200
 
 
+def test_host_names_by_binding():
+    assert Guard("127.0.0.1", 80).host_ok("127.0.0.1") and Guard("127.0.0.1", 80).host_ok("localhost:80")
+    assert not Guard("127.0.0.1", 8000).host_ok("127.0.0.1") and not Guard("127.0.0.1", 80).host_ok("evil.example")
+    assert Guard("192.0.2.7", 8000, token="t").host_ok("192.0.2.7:8000")
+    assert not Guard("192.0.2.7", 8000, token="t").host_ok("evil.example:8000")
+    assert Guard("0.0.0.0", 8000, token="t").host_ok("myhost.lan:8000")  # any name reaches it: the token guards it
+
+
 def test_a_token_is_needed_when_set(folder, tmp_path):
     with client(folder, tmp_path / "r", token="s3cret", host="192.0.2.7") as c:
         assert c.get("/api/specs").status_code == 403

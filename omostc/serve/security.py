@@ -58,8 +58,8 @@ class Guard:
         Bound to every interface (0.0.0.0, ::), any name: the token guards it then."""
         if self.host in ("0.0.0.0", "::", ""):
             return True
-        names = {*LOOPBACK_NAMES, self.host} if is_loopback(self.host) else {self.host, *LOOPBACK_NAMES}
-        allowed = {f"[{n}]:{self.port}" if ":" in n else f"{n}:{self.port}" for n in names}
+        shown = {f"[{n}]" if ":" in n else n for n in (*LOOPBACK_NAMES, self.host)}
+        allowed = {f"{n}:{self.port}" for n in shown} | (shown if self.port == 80 else set())  # :80 goes unsaid
         return host in {a.lower() for a in allowed}
 
     def refusal(self, request: Request) -> str | None:
