@@ -199,6 +199,8 @@ def test_request_bodies_are_bounded(api):
     assert got.status_code == 413
     assert api.post("/api/validate", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
     assert api.post("/api/validate", json=[1]).status_code == 400
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert api.post("/api/validate", content=deep, headers={"Content-Type": "application/json"}).status_code == 400
 
 
 def test_symlinks_out_of_the_folder_are_refused(api, folder, tmp_path):
@@ -431,6 +433,7 @@ def test_chat_refuses_malformed_conversations(api):
     system = [{"role": "system", "content": "x"}]  # the system prompt is the server's
     assert api.post("/api/chat", json={"messages": system, "text": "a"}).status_code == 400
     assert api.post("/api/chat", json={"messages": [], "text": 3}).status_code == 400
+    assert api.post("/api/chat", json={"messages": [], "text": " "}).status_code == 400
 
 
 # --- who may ask ---------------------------------------------------------------------------
@@ -442,6 +445,11 @@ def test_other_origins_and_host_names_are_refused(api):
                     {"Host": "evil.example"}, {"Host": f"rebound.example:{PORT}"}, {"Host": "127.0.0.1:9999"}):
         got = api.get("/api/specs", headers=headers)
         assert got.status_code == 403 and "refused" in got.json()["error"], headers
+    # <img src> and <script src> from another page send no Origin; browsers still say where they come from
+    for site in ("cross-site", "same-site"):  # same-site: another port of this host
+        assert api.get("/api/image?path=x.png", headers={"Sec-Fetch-Site": site}).status_code == 403
+    for site in ("same-origin", "none"):
+        assert api.get("/api/specs", headers={"Sec-Fetch-Site": site}).status_code == 200
     # a cross-site form posts text/plain or form data: refused before it is read
     form = api.post("/api/validate", content=b'{"yaml": "x"}', headers={"Content-Type": "text/plain"})
     assert form.status_code == 403
@@ -471,6 +479,7 @@ def test_a_token_is_needed_when_set(folder, tmp_path):
         assert c.get("/api/specs", headers={"X-Omostc-Token": "s3cret"}).status_code == 200
         page = c.get("/?token=s3cret")  # the first page load: the cookie carries it on
         assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+        assert page.headers["set-cookie"].startswith(f"omostc_token_{PORT}=s3cret;")  # one per server
         assert c.get("/api/specs").status_code == 200
         c.cookies.clear()
         assert c.get("/api/specs").status_code == 403

@@ -72,7 +72,7 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = b"".join(chunks)
     try:
         data = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest("the request body is not JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
@@ -264,7 +264,8 @@ def create_app(config: ServeConfig) -> Starlette:
     async def chat_turn(request: Request) -> Response:
         data = await _body(request)
         text = _text(data, "text")
-        assert text is not None
+        if not text or not text.strip():
+            raise BadRequest("'text' must be the request to the model, not empty")
         try:
             messages = parse_messages(data.get("messages"))
         except ValueError as exc:

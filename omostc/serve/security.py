@@ -72,6 +72,10 @@ class Guard:
             parts = urlsplit(origin.lower())
             if parts.scheme not in ("http", "https") or parts.netloc != host:
                 return f"refused: requests from {origin!r} are not allowed (only from this server's own page)"
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+            # what browsers say of every request, <img> and <script> included, which send no Origin
+            return f"refused: a request from another site's page (Sec-Fetch-Site: {fetch_site})"
         if request.method not in SAFE_METHODS:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind != "application/json":
@@ -80,8 +84,13 @@ class Guard:
             return "refused: this server needs its token (open the URL it printed, with ?token=...)"
         return None
 
+    @property
+    def cookie(self) -> str:
+        """The token's cookie, named for the port: cookies ignore ports, servers must not share one."""
+        return f"{TOKEN_COOKIE}_{self.port}"
+
     def token_ok(self, request: Request) -> bool:
-        given = (request.headers.get(TOKEN_HEADER) or request.cookies.get(TOKEN_COOKIE)
+        given = (request.headers.get(TOKEN_HEADER) or request.cookies.get(self.cookie)
                  or request.query_params.get("token") or "")
         return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
@@ -106,10 +115,10 @@ class GuardMiddleware:
             return
         token = self.guard.token
         if token is not None and request.query_params.get("token") == token \
-                and request.cookies.get(TOKEN_COOKIE) != token:
+                and request.cookies.get(self.guard.cookie) != token:
             async def send_with_cookie(message):
                 if message["type"] == "http.response.start":
-                    cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+                    cookie = f"{self.guard.cookie}={token}; Path=/; HttpOnly; SameSite=Strict"
                     message = {**message, "headers": [*message.get("headers", []),
                                                       (b"set-cookie", cookie.encode("latin-1"))]}
                 await send(message)
