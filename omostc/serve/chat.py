@@ -94,7 +94,10 @@ class ChatFront:
         queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
 
         def push(item: tuple[str, dict[str, Any]] | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the server stopped while the model was answering: nobody listens
+                pass
 
         def work() -> None:
             try:

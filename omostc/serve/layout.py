@@ -5,8 +5,10 @@ Snapping: each (location, offset, area) gives a rectangle (centre + offset, the 
 clamped to the 90 x 90 grid, as rendering places it). A box snaps to the closest such rectangle
 when each of its four edges is within ``SNAP_TOLERANCE`` grid cells of that rectangle's; else it
 is kept as a free ``box``. 3 cells is 1/30 of the image side (34 px of 1024): a drag lands on a
-vocabulary box without pixel precision, while boxes that differ in an area (10 cells at the
-least between two sizes) or an offset (10 cells) are never confused.
+vocabulary box without pixel precision, yet a box must be visibly close to one: distinct
+vocabulary boxes differ by 5 cells or more on some edge (two areas: 10 cells in width or height,
+5 a side; two offsets: 10), so the tolerance stays under that, and of two candidates within it
+the closer wins (least summed edge distance, then "no offset", then the tables' order).
 """
 
 from __future__ import annotations
