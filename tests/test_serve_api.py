@@ -416,10 +416,31 @@ def test_chat_continues_from_a_hand_edited_scene(llm, folder, tmp_path):
     server = llm(DRAGON)
     with client(folder, tmp_path / "r", llm=LLMSettings(model="omost-fake", base_url=server.url)) as c:
         scene = c.get("/api/specs/tides-bbox.yaml").json()["scene"]
-        kind, _ = chat(c, messages=[], text="add a moon", scene=scene)[-1]
+        kind, done = chat(c, messages=[], text="add a moon", scene=scene)[-1]
     assert kind == "done"
     sent = server.requests[0]["messages"]
     assert sent[-1] == {"role": "user", "content": "add a moon"} and "Canvas()" in sent[-2]["content"]
+    # the page keeps what the model saw: the scene's canvas as the first answer, then this turn
+    assert [m["role"] for m in done["messages"]] == ["assistant", "user", "assistant"]
+    assert done["messages"] == sent[1:] + [{"role": "assistant", "content": DRAGON}]
+    assert done["scene"]["provenance"]["conversation"] == done["messages"]
+
+
+def test_chat_sends_layout_edits_as_the_last_answer(llm, folder, tmp_path):
+    server = llm(DRAGON, DRAGON)
+    with client(folder, tmp_path / "r", llm=LLMSettings(model="omost-fake", base_url=server.url)) as c:
+        done = chat(c, messages=[], text="a dragon")[-1][1]
+        unchanged = chat(c, messages=done["messages"], text="more fire", scene=done["scene"])[-1][1]
+        edited = done["scene"]
+        edited["regions"][0]["box"] = {"x": 0, "y": 0, "w": 10, "h": 10}  # dragged on the page
+        for key in ("location", "offset", "area"):
+            edited["regions"][0].pop(key, None)
+        server.answers.append(DRAGON)
+        chat(c, messages=done["messages"], text="more fire", scene=edited)
+    assert unchanged["messages"][:2] == done["messages"] and server.requests[1]["messages"][2]["content"] == DRAGON
+    last_answer = server.requests[2]["messages"][-2]
+    assert last_answer["role"] == "assistant" and "bbox" not in DRAGON
+    assert "bbox=[0, 0, 10, 10]" in last_answer["content"]  # the dragged box, as Canvas code
 
 
 def test_chat_server_down_is_an_error_event(folder, tmp_path):
