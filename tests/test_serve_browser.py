@@ -11,6 +11,7 @@ normal runs leave the repository alone. ``OMOSTC_CHROMIUM`` names another browse
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 SCREENSHOT = ROOT / "docs" / "serve.png"
+DRAGON = (SPECS / "src" / "dragon.md").read_text("utf-8")
+BAD = "Here you go:\n```python\ncanvas = Canvas()\ncanvas.add_local_description(location='nowhere')\n```\n"
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +62,50 @@ def _requirements() -> tuple[str, object]:
     return browser, sync_api
 
 
+class FakeLLM:
+    """A loopback OpenAI-compatible server streaming its queued answers (then DRAGON) in small chunks."""
+
+    def __init__(self) -> None:
+        self.answers: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                answer = owner.answers.pop(0) if owner.answers else DRAGON
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for i in range(0, len(answer), 120):
+                    chunk = {"choices": [{"index": 0, "delta": {"content": answer[i:i + 120]}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[tuple[str, Path, Path]]:
-    """`omostc serve DIR --no-browser --port 0` on a copy of some specs: (url, DIR, OUT)."""
+def llm() -> Iterator[FakeLLM]:
+    server = FakeLLM()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, llm) -> Iterator[tuple[str, Path, Path]]:
+    """`omostc serve DIR --no-browser --port 0` on a copy of some specs, chatting with the fake
+    LLM: (url, DIR, OUT)."""
     _requirements()
     base = tmp_path_factory.mktemp("serve")
     folder = base / "specs"
@@ -71,7 +116,8 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path, Path]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "omostc", "serve", str(folder), "--no-browser", "--port", "0", "--out", str(out)],
+        [sys.executable, "-m", "omostc", "serve", str(folder), "--no-browser", "--port", "0", "--out", str(out),
+         "--base-url", llm.url, "--model", "omost-fake"],
         cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
     log: list[str] = []
@@ -209,7 +255,7 @@ def test_drag_save_render(page, served):
     page.get_by_test_id("render-past-item").first.wait_for(timeout=10_000)
 
     if os.environ.get("OMOSTC_SCREENSHOT") == "1":
-        page.get_by_test_id("region-box-1").locator("rect.box").click()
+        page.get_by_test_id("region-item-1").click()
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
 
@@ -235,3 +281,69 @@ def test_typing_yaml_shows_located_errors_and_redraws(page, served):
         "() => { const r = document.querySelector(\"[data-testid='region-box-1'] rect.box\");"
         " return Math.abs(r.width.baseVal.value - 20 * 896 / 90) < 1; }")
     assert dragon.bounding_box()["x"] == pytest.approx(svg["x"] + 5 * svg["width"] / 90, abs=2)
+
+
+def test_region_form_list_add_delete(page):
+    _open(page, "cat-in-room.yaml")
+    original = _yaml(page)
+    page.get_by_test_id("region-item-0").click()
+    details = page.get_by_test_id("field-detailed_descriptions").input_value()
+    assert "\n" in details and details.splitlines()[0] in original  # one sub-prompt a line
+    # the allowed values are the form's choices
+    options = page.get_by_test_id("field-area").locator("option").all_inner_texts()
+    assert "a small square area" in options and "— free box —" in options
+    page.get_by_test_id("field-color").select_option("teal")
+    text = _wait_yaml(page, r"color: teal")
+    assert text.count("color: teal") == 1
+    # add a region (drawn and listed), then delete it again
+    count = page.locator("[data-testid^='region-box-']").count()
+    page.get_by_test_id("region-add").click()
+    page.get_by_test_id(f"region-box-{count}").wait_for()
+    _wait_yaml(page, r"description: A new region\.")
+    page.get_by_test_id(f"region-delete-{count}").click()
+    page.wait_for_function(f"!document.querySelector(\"[data-testid='region-box-{count}']\")")
+    assert "A new region." not in _wait_yaml(page, r"color: teal")
+    # reorder: the first region moves down, and the YAML follows
+    page.get_by_test_id("region-item-0").click()
+    first = page.get_by_test_id("field-description").input_value()
+    page.get_by_test_id("region-down-0").click()
+    page.wait_for_function(
+        "d => document.querySelector(\"[data-testid='spec-yaml']\").value.split('regions:')[1]"
+        ".split('description: ')[1].split('\\n')[0] !== d", arg=first)
+
+
+def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
+    _open(page, "cat-in-room.yaml")
+    original = _yaml(page)
+    page.get_by_test_id("chat-text").fill("a dragon fighting warriors")
+    page.get_by_test_id("chat-send").click()
+    text = _wait_yaml(page, r"description: A fierce battle between warriors and a dragon\.")
+    assert page.get_by_test_id("chat-assistant").last.inner_text().startswith(DRAGON.splitlines()[0][:20])
+    assert "conversation:" in text  # the scene keeps its conversation
+    # the first answer (the server may also show the hand-edited scene as an earlier turn)
+    answers = page.get_by_test_id("chat-assistant").count()
+    assert page.get_by_test_id("dirty").is_visible()
+    # an answer that does not compile: the error is shown at its line, the scene stays
+    llm.answers.append(BAD)
+    page.get_by_test_id("chat-text").fill("make it a dog")
+    page.get_by_test_id("chat-send").click()
+    bad = page.get_by_test_id("chat-error-line")
+    bad.first.wait_for(timeout=15_000)
+    assert "canvas.add_local_description(location='nowhere')" in bad.all_inner_texts()
+    assert "did not compile" in page.get_by_test_id("chat-errors").inner_text()
+    assert _yaml(page) == text
+    # retry asks again (the fake now answers well); undo goes back a turn at a time
+    page.get_by_test_id("chat-retry").click()
+    page.wait_for_function("!document.querySelector(\"[data-testid='chat-error-line']\")"
+                           " && !document.querySelector(\"[data-testid='chat-streaming']\")")
+    assert page.get_by_test_id("chat-user").last.inner_text() == "make it a dog"
+    assert page.get_by_test_id("chat-assistant").last.inner_text().startswith(DRAGON.splitlines()[0][:20])
+    assert page.get_by_test_id("chat-errors").inner_text() == ""
+    page.get_by_test_id("chat-undo").click()
+    page.wait_for_function(f"document.querySelectorAll(\"[data-testid='chat-assistant']\").length === {answers}")
+    assert _yaml(page) == text
+    page.get_by_test_id("chat-undo").click()
+    page.wait_for_function(
+        "t => document.querySelector(\"[data-testid='spec-yaml']\").value === t", arg=original)
+    assert page.get_by_test_id("chat-assistant").count() == 0
+    assert page.get_by_test_id("dirty").is_hidden()

@@ -64,6 +64,7 @@ const renderPanel = new RenderPanel($("render"), {
 
 const chatPanel = new ChatPanel($("chat"), {
   scene: () => state.scene,
+  path: () => state.path,
   snapshot: () => ({ yaml: state.yaml }),
   restore: (snapshot) => typed(snapshot.yaml, { setText: true }).catch(fail),
   answered: (data) => edit(data.scene).catch(fail),

@@ -8,7 +8,7 @@ import { diagnosticText } from "./spec.js";
 export class ChatPanel {
   /**
    * @param {HTMLElement} root
-   * @param {{scene: () => object|null, snapshot: () => object, restore: (s: object) => void,
+   * @param {{scene: () => object|null, path: () => string|null, snapshot: () => object, restore: (s: object) => void,
    *          answered: (data: object) => void, status: (text: string, error?: boolean) => void}} app
    */
   constructor(root, app) {
@@ -102,7 +102,7 @@ export class ChatPanel {
     let answer = "";
     let outcome = null;
     try {
-      const body = { messages, text, retry };
+      const body = { messages, text, retry, path: this.app.path() || undefined };
       if (scene) body.scene = scene;
       for await (const { event, data } of api.chat(body, this.abort.signal)) {
         if (event === "token") {

@@ -59,6 +59,18 @@ export function newRegion(scene, vocab) {
   };
 }
 
+/** A field of /api/vocabulary with its type, choices and bounds, from the field or its JSON Schema. */
+export function describe(field) {
+  const schema = field.schema || {};
+  return {
+    ...field,
+    type: field.type || schema.type || "string",
+    choices: field.choices || schema.enum || null,
+    minimum: field.minimum ?? schema.minimum ?? schema.exclusiveMinimum,
+    maximum: field.maximum ?? schema.maximum,
+  };
+}
+
 export class RegionPanel {
   /**
    * @param {HTMLElement} list  the <ol> of regions
@@ -127,7 +139,8 @@ export class RegionPanel {
     }
   }
 
-  input(field, data, commit, rect) {
+  input(raw, data, commit, rect) {
+    const field = describe(raw);
     const name = field.name;
     const id = `f-${name}`;
     const testid = `field-${name}`;
