@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -35,6 +36,7 @@ from omostc.spec.yamlio import read_yaml_text
 MAX_BODY = 9 * 1024 * 1024  # a request body: a spec up to the loaders' 8 MiB, JSON-escaped
 POLL_SECONDS = 0.05  # how often a render's event stream looks for new events
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+off_loop = run_in_threadpool  # parsing a large spec takes seconds: never on the loop that streams the events
 
 
 @dataclass
@@ -130,11 +132,11 @@ def create_app(config: ServeConfig) -> Starlette:
         relative = request.path_params["path"]
         path = spec_path(relative, must_exist=True)
         try:
-            text = read_yaml_text(path)  # bounded in size, UTF-8 checked, as `omostc validate` reads
+            text = await off_loop(read_yaml_text, path)  # bounded in size, UTF-8 checked, as `omostc validate` reads
         except OmostcError as exc:
             return JSONResponse({"path": relative, "yaml": None, "scene": None, "layout": None,
                                  "diagnostics": documents.diagnostics_json(exc.diagnostics)})
-        view = documents.validate_yaml(text, relative)
+        view = await off_loop(documents.validate_yaml, text, relative)
         return JSONResponse({"path": relative, "yaml": text, "scene": view["scene"], "layout": view["layout"],
                              "diagnostics": view["diagnostics"]})
 
@@ -143,13 +145,13 @@ def create_app(config: ServeConfig) -> Starlette:
         path = spec_path(relative)
         text = _text(await _body(request), "yaml")
         assert text is not None
-        view = documents.validate_yaml(text, relative)
+        view = await off_loop(documents.validate_yaml, text, relative)
         if not view["ok"]:
             raise BadRequest(f"{relative}: not saved: the spec does not validate", 422, view["diagnostics"])
         if path.is_dir():
             raise BadRequest(f"{relative}: is a folder")
         try:
-            write_text_atomic(path, text)
+            await off_loop(write_text_atomic, path, text)
         except OSError as exc:
             raise BadRequest(printable(f"{relative}: cannot write: {exc.strerror or exc}"), 500) from None
         return JSONResponse({"path": relative, "yaml": text, "scene": view["scene"], "layout": view["layout"]})
@@ -162,20 +164,21 @@ def create_app(config: ServeConfig) -> Starlette:
         data = await _body(request)
         text = _text(data, "yaml")
         assert text is not None
-        return JSONResponse(documents.validate_yaml(text, _text(data, "path", required=False) or "<spec>"))
+        name = _text(data, "path", required=False) or "<spec>"
+        return JSONResponse(await off_loop(documents.validate_yaml, text, name))
 
     async def compile_code(request: Request) -> Response:
         data = await _body(request)
         code = _text(data, "code")
         assert code is not None
-        return JSONResponse(documents.compile_code(code, target_of(data)))
+        return JSONResponse(await off_loop(documents.compile_code, code, target_of(data)))
 
     async def scene_to_yaml(request: Request) -> Response:
         data = await _body(request)
-        return JSONResponse(documents.scene_to_yaml(data.get("scene"), target_of(data)))
+        return JSONResponse(await off_loop(documents.scene_to_yaml, data.get("scene"), target_of(data)))
 
     async def layout(request: Request) -> Response:
-        return JSONResponse(documents.layout_json((await _body(request)).get("scene")))
+        return JSONResponse(await off_loop(documents.layout_json, (await _body(request)).get("scene")))
 
     async def vocab(request: Request) -> Response:
         return JSONResponse(vocabulary())
@@ -217,7 +220,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise BadRequest("profile: give a profile's name (GET /api/profiles lists them), not a file")
         load_profile(profile)  # an unknown profile: 422 with its did-you-mean, before any job
         if text is not None:
-            view = documents.validate_yaml(text, relative or "<spec>")
+            view = await off_loop(documents.validate_yaml, text, relative or "<spec>")
             if not view["ok"]:
                 raise BadRequest("the spec does not validate", 422, view["diagnostics"])
             if relative is not None:
@@ -226,7 +229,7 @@ def create_app(config: ServeConfig) -> Starlette:
         else:
             assert relative is not None
             source, name = spec_path(relative, must_exist=True), ""
-            load_scene(source)  # a spec that does not load: 422, located
+            await off_loop(load_scene, source)  # a spec that does not load: 422, located
         try:
             job = renders.start(source, text, name, profile, seed)
         except Busy as exc:
@@ -272,7 +275,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise BadRequest(str(exc)) from None
         scene = None
         if data.get("scene") is not None:
-            scene, problems = documents.scene_from_data(data["scene"])
+            scene, problems = await off_loop(documents.scene_from_data, data["scene"])
             if scene is None:
                 raise BadRequest("the scene does not validate", 422, documents.diagnostics_json(problems))
         seed = data.get("seed")
