@@ -194,6 +194,19 @@ def _drag(page, locator, cells_x: int, cells_y: int) -> None:
     page.mouse.up()
 
 
+def _screenshot(page) -> None:
+    """The README's picture of the app (only when asked: OMOSTC_SCREENSHOT=1)."""
+    if os.environ.get("OMOSTC_SCREENSHOT") != "1":
+        return
+    page.get_by_test_id("region-item-1").click()
+    page.get_by_test_id("render-start").click()
+    page.wait_for_function("document.querySelector(\"[data-testid='render-image']\").naturalWidth > 0",
+                           timeout=60_000)
+    page.get_by_test_id("spec-yaml").evaluate("t => { t.scrollTop = 0; }")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+
 def _yaml(page) -> str:
     return page.get_by_test_id("spec-yaml").input_value()
 
@@ -254,11 +267,6 @@ def test_drag_save_render(page, served):
     assert list(out.rglob("*.png")), "the render is written in the batch runner's output folder"
     page.get_by_test_id("render-past-item").first.wait_for(timeout=10_000)
 
-    if os.environ.get("OMOSTC_SCREENSHOT") == "1":
-        page.get_by_test_id("region-item-1").click()
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
-
 
 def test_typing_yaml_shows_located_errors_and_redraws(page, served):
     _open(page, "dragon.yaml")
@@ -318,10 +326,11 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
     page.get_by_test_id("chat-text").fill("a dragon fighting warriors")
     page.get_by_test_id("chat-send").click()
     text = _wait_yaml(page, r"description: A fierce battle between warriors and a dragon\.")
-    assert page.get_by_test_id("chat-assistant").last.inner_text().startswith(DRAGON.splitlines()[0][:20])
+    assert page.get_by_test_id("chat-assistant").last.locator(".line").first.text_content() == DRAGON.splitlines()[0]
     assert "conversation:" in text  # the scene keeps its conversation
     # the first answer (the server may also show the hand-edited scene as an earlier turn)
     answers = page.get_by_test_id("chat-assistant").count()
+    _screenshot(page)
     assert page.get_by_test_id("dirty").is_visible()
     # an answer that does not compile: the error is shown at its line, the scene stays
     llm.answers.append(BAD)
@@ -337,7 +346,7 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
     page.wait_for_function("!document.querySelector(\"[data-testid='chat-error-line']\")"
                            " && !document.querySelector(\"[data-testid='chat-streaming']\")")
     assert page.get_by_test_id("chat-user").last.inner_text() == "make it a dog"
-    assert page.get_by_test_id("chat-assistant").last.inner_text().startswith(DRAGON.splitlines()[0][:20])
+    assert page.get_by_test_id("chat-assistant").last.locator(".line").first.text_content() == DRAGON.splitlines()[0]
     assert page.get_by_test_id("chat-errors").inner_text() == ""
     page.get_by_test_id("chat-undo").click()
     page.wait_for_function(f"document.querySelectorAll(\"[data-testid='chat-assistant']\").length === {answers}")

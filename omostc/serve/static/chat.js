@@ -70,7 +70,17 @@ export class ChatPanel {
       return li;
     }
     const badLines = this.bad && this.bad.index === index ? this.bad.lines : new Map();
-    message.content.split("\n").forEach((line, i) => {
+    // an answer is long Canvas code: folded to a summary line, open where it has errors
+    const lines = message.content.split("\n");
+    const details = document.createElement("details");
+    details.open = badLines.size > 0;
+    const summary = document.createElement("summary");
+    const prose = lines.find((l) => l.trim() && !l.startsWith("```") && !l.trim().startsWith("#"));
+    const regions = message.content.split("add_local_description(").length - 1;
+    summary.textContent = `${lines.length} lines, ${regions} region(s)` + (badLines.size ? ", with errors" : "");
+    summary.title = prose || "";
+    details.append(summary);
+    lines.forEach((line, i) => {
       const span = document.createElement("span");
       span.className = "line";
       span.textContent = line || " ";
@@ -80,8 +90,9 @@ export class ChatPanel {
         span.dataset.testid = "chat-error-line";
         span.title = problem;
       }
-      li.append(span);
+      details.append(span);
     });
+    li.append(details);
     return li;
   }
 
@@ -107,7 +118,7 @@ export class ChatPanel {
       for await (const { event, data } of api.chat(body, this.abort.signal)) {
         if (event === "token") {
           answer += data.text;
-          streaming.textContent = answer;
+          streaming.textContent = answer.split("\n").slice(-14).join("\n"); // the tail, as it grows
           this.list.scrollTop = this.list.scrollHeight;
         } else if (event === "done" || event === "error") {
           outcome = { event, data };
