@@ -443,6 +443,25 @@ def test_chat_sends_layout_edits_as_the_last_answer(llm, folder, tmp_path):
     assert "bbox=[0, 0, 10, 10]" in last_answer["content"]  # the dragged box, as Canvas code
 
 
+def test_chat_keeps_the_whole_conversation_when_the_model_sees_part(llm, folder, tmp_path):
+    """A conversation over the model's context reaches the model trimmed, as `omostc chat` trims
+    it, but the page gets back every turn it sent (and the scene stores them), with a warning."""
+    server = llm(DRAGON, DRAGON)
+    with client(folder, tmp_path / "r", llm=LLMSettings(model="omost-fake", base_url=server.url)) as c:
+        scene = c.get("/api/specs/dragon.yaml").json()["scene"]  # a long canvas: two fill the context
+        first = chat(c, messages=[], text="a dragon", scene=scene)[-1][1]
+        # its prompt and canvas (the worked example's own exchange: kept, this model is not shown one)
+        assert [m["role"] for m in first["messages"]] == ["user", "assistant", "user", "assistant"]
+        kind, done = chat(c, messages=first["messages"], text="more fire")[-1]
+    assert kind == "done"
+    assert done["messages"] == first["messages"] + [{"role": "user", "content": "more fire"},
+                                                    {"role": "assistant", "content": DRAGON}]
+    assert done["scene"]["provenance"]["conversation"] == done["messages"]
+    sent = server.requests[1]["messages"]
+    assert len(sent) < 1 + len(first["messages"]) + 1  # trimmed for the model's 8k context
+    assert any("oldest left out" in d["message"] for d in done["diagnostics"])
+
+
 def test_chat_server_down_is_an_error_event(folder, tmp_path):
     settings = LLMSettings(model="omost-fake", base_url="http://127.0.0.1:9/v1", timeout=2)
     with client(folder, tmp_path / "r", llm=settings) as c:

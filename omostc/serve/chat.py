@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omostc.diagnostics import CompileError, LLMError, OmostcError, printable
+from omostc.diagnostics import CompileError, Diagnostic, LLMError, OmostcError, printable
 from omostc.llm.api import LLMSettings, chat_backend
 from omostc.llm.chat import ChatSession, open_session
-from omostc.llm.conversation import edit_conversation, worked_example
+from omostc.llm.conversation import edit_conversation
 from omostc.serve.documents import canonical_yaml, diagnostics_json
 from omostc.serve.layout import layout_of
 from omostc.spec.model import Message, Provenance, Scene, scene_to_dict
@@ -65,28 +65,45 @@ class ChatFront:
                 session = self.session()
             except OmostcError as exc:
                 return "error", _error(exc, None, messages)
-            fixed = session.messages
-            if scene is not None:
-                stored = messages or (scene.provenance.conversation if scene.provenance else None) or []
-                with_turns = replace(scene, provenance=replace(scene.provenance or Provenance(),
-                                                               conversation=list(stored) or None))
-                session.messages = edit_conversation(with_turns, text, self.settings.kind)[:-1]
-            else:
-                session.messages = [*fixed, *messages]
-            before = _body(session.messages)
+            fixed = session.messages  # the system prompt (and, for generic models, the worked example)
+            history = self.history(fixed, messages, text, scene)
+            session.messages = [*fixed, *history]
+            asked = [*history, Message("user", text)]
             try:
                 generation = session.ask(text, on_text, seed=seed)
             except (CompileError, LLMError) as exc:
-                return "error", _error(exc, exc.answer, _body(session.messages) if exc.answer else before)
+                kept = [*asked, Message("assistant", exc.answer)] if exc.answer else history
+                return "error", _error(exc, exc.answer, kept)
             except OmostcError as exc:
-                return "error", _error(exc, None, before)
+                return "error", _error(exc, None, history)
             except Exception as exc:  # a model library's own failure: reported, the server goes on
                 return "error", {"message": printable(f"the model failed: {exc}"), "diagnostics": [],
-                                 "answer": None, "messages": _turns(before)}
+                                 "answer": None, "messages": _turns(history)}
+        # the page keeps every turn, and so does the scene, even those the model's context left out
+        conversation = [*asked, Message("assistant", generation.answer)]
         result = generation.scene
-        return "done", {"answer": generation.answer, "messages": _turns(_body(session.messages)),
+        result.provenance = replace(result.provenance or Provenance(), conversation=conversation)
+        warnings = list(generation.result.warnings)
+        unseen = len(fixed) + len(conversation) - len(session.messages)
+        if unseen > 0:
+            warnings.append(Diagnostic("warning", f"the conversation is longer than the model's context: it saw "
+                                       f"the latest turns only ({unseen} oldest left out; the spec keeps them all)",
+                                       file=None))
+        return "done", {"answer": generation.answer, "messages": _turns(conversation),
                         "yaml": canonical_yaml(result, target), "scene": scene_to_dict(result),
-                        "layout": layout_of(result), "diagnostics": diagnostics_json(generation.result.warnings)}
+                        "layout": layout_of(result), "diagnostics": diagnostics_json(warnings)}
+
+    def history(self, fixed: list[Message], messages: list[Message], text: str, scene: Scene | None) -> list[Message]:
+        """The turns before this request, as the page holds them. From a scene (with the page's turns,
+        else its stored ones), as ``omostc edit`` builds them: its canvas as the last answer when it
+        was edited since (a dragged box reaches the model), its prompt and canvas when it has no turns."""
+        if scene is None:
+            return list(messages)
+        stored = messages or (scene.provenance.conversation if scene.provenance else None) or []
+        with_turns = replace(scene, provenance=replace(scene.provenance or Provenance(),
+                                                       conversation=list(stored) or None))
+        turns = edit_conversation(with_turns, text, self.settings.kind)[:-1]
+        return turns[len(fixed):] if turns[:len(fixed)] == fixed else [m for m in turns if m.role != "system"]
 
     async def stream(self, messages: list[Message], text: str, scene: Scene | None, retry: bool,
                      seed: int | None, target: Path | None) -> AsyncIterator[str]:
@@ -109,13 +126,6 @@ class ChatFront:
         threading.Thread(target=work, daemon=True, name="omostc-chat").start()
         while (item := await queue.get()) is not None:
             yield sse(*item)
-
-
-def _body(messages: list[Message]) -> list[Message]:
-    """The turns the page keeps: without the system prompt and the worked example (constants)."""
-    body = [m for m in messages if m.role != "system"]
-    example = worked_example()
-    return body[2:] if body[:2] == example else body
 
 
 def _turns(messages: list[Message]) -> list[dict[str, str]]:
