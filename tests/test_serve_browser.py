@@ -356,3 +356,36 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
         "t => document.querySelector(\"[data-testid='spec-yaml']\").value === t", arg=original)
     assert page.get_by_test_id("chat-assistant").count() == 0
     assert page.get_by_test_id("dirty").is_hidden()
+
+
+def test_new_spec_keyboard_nudge_and_a_rejected_edit(page, served):
+    from omostc import load_spec
+    from omostc.spec.model import region_rect
+
+    folder = served[1]
+    page.get_by_test_id("new-file-name").fill("sub/fresh")
+    page.get_by_test_id("new-file-form").locator("button").click()
+    page.wait_for_function("document.querySelector(\"[data-testid='current-file']\").textContent === 'sub/fresh.yaml'")
+    _wait_yaml(page, r"description: A new scene\.")
+    page.get_by_test_id("region-add").click()
+    page.get_by_test_id("region-box-0").wait_for()
+    # arrow keys move the selected box a cell at a time (Shift resizes); it leaves the vocabulary
+    page.locator("body").press("ArrowRight")
+    page.locator("body").press("Shift+ArrowDown")
+    _wait_yaml(page, r"box:\n    x: 16\n    y: 15\n    w: 60\n    h: 61")
+    # a value the schema refuses is reported, and the scene cannot be saved until it is fixed
+    distance = page.get_by_test_id("field-distance_to_viewer")
+    distance.fill("0")
+    distance.press("Tab")
+    page.get_by_test_id("spec-error").first.wait_for()
+    assert "distance_to_viewer" in page.get_by_test_id("spec-errors").inner_text()
+    assert page.get_by_test_id("save").is_disabled()
+    distance.fill("3")
+    distance.press("Tab")
+    _wait_yaml(page, r"distance_to_viewer: 3")
+    page.wait_for_function("!document.querySelector(\"[data-testid='save']\").disabled")
+    page.get_by_test_id("save").click()
+    page.locator("[data-testid='file-item'][data-path='sub/fresh.yaml']").wait_for()
+    scene = load_spec(folder / "sub" / "fresh.yaml")
+    assert region_rect(scene.regions[0]) == (15, 76, 16, 76)
+    assert scene.regions[0].distance_to_viewer == 3

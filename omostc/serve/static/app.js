@@ -17,6 +17,7 @@ const state = {
   yaml: "",          // the text shown in the Spec view
   saved: null,       // the text last loaded or saved, for the unsaved mark
   layout: null,      // the server's drawing of the scene
+  broken: false,     // the last layout/form edit broke the schema: the text is behind the scene
   selected: null,    // a region index, "global" or null
   vocab: null,
   generation: 0,     // bumped by every edit: answers to older requests are dropped
@@ -36,7 +37,7 @@ function fail(err) {
 
 const layoutView = new LayoutView($("layout-svg"), {
   onSelect: (index) => select(index),
-  onBoxChange: (index, box) => boxChanged(index, box).catch(fail),
+  onBoxChange: (index, box, options) => boxChanged(index, box, options).catch(fail),
 });
 
 const regionPanel = new RegionPanel($("region-list"), $("region-form"), {
@@ -80,17 +81,15 @@ function rectOf(index) {
 
 function drawScene({ form = true } = {}) {
   const { scene, layout } = state;
-  if (layout) {
-    layoutView.draw(layout, typeof state.selected === "number" ? state.selected : null);
-    $("layout-size").textContent = `${layout.width} × ${layout.height}`;
-  }
+  layoutView.draw(layout, typeof state.selected === "number" ? state.selected : null);
+  $("layout-size").textContent = layout ? `${layout.width} × ${layout.height}` : "";
   $("layout").classList.toggle("stale", !scene);
   regionPanel.drawList(scene, layout, state.selected);
   if (form) regionPanel.drawForm(scene, state.selected, rectOf(state.selected));
   const dirty = state.path !== null && state.yaml !== state.saved;
   $("dirty").hidden = !dirty;
-  $("save").disabled = !state.path || !scene || !dirty;
-  renderPanel.enable(Boolean(scene));
+  $("save").disabled = !state.path || !scene || state.broken || !dirty;
+  renderPanel.enable(Boolean(scene) && !state.broken);
   $("region-add").disabled = !scene;
 }
 
@@ -107,6 +106,7 @@ async function edit(scene, { form = false } = {}) {
   state.scene = scene;
   const result = await api.sceneToYaml(scene, state.path || undefined);
   if (generation !== state.generation) return;
+  state.broken = !result.ok;
   if (!result.ok) {
     specEditor.show(result.diagnostics, false);
     status("the edit breaks the spec: see the Spec view", true);
@@ -127,8 +127,8 @@ function editRegions(change) {
 }
 
 /** A box dragged or resized on the layout: snap it to the vocabulary, or keep it free. */
-async function boxChanged(index, box) {
-  const snapped = await api.snap(box);
+async function boxChanged(index, box, { snap = true } = {}) {
+  const snapped = snap ? await api.snap(box) : { snapped: false, box };
   const region = state.scene.regions[index];
   const next = snapped.snapped
     ? withPlacement(region, { location: snapped.location, offset: snapped.offset, area: snapped.area })
@@ -142,6 +142,7 @@ async function boxChanged(index, box) {
 async function typed(yaml, { setText = false } = {}) {
   const generation = ++state.generation;
   state.yaml = yaml;
+  state.broken = false;
   if (setText) specEditor.set(yaml);
   const result = await api.validate(yaml, state.path || undefined);
   if (generation !== state.generation) return;
@@ -188,6 +189,7 @@ async function open(path) {
   state.saved = result.yaml;
   state.scene = result.scene;
   state.layout = result.layout;
+  state.broken = false;
   state.selected = null;
   history.replaceState(null, "", `#${encodeURI(result.path)}`);
   $("current-file").textContent = result.path;
@@ -207,7 +209,7 @@ async function open(path) {
 async function save() {
   if (!state.path) return;
   if (specEditor.pending) await typed(specEditor.value); // flush the last keystrokes
-  if (!state.scene) {
+  if (!state.scene || state.broken) {
     status("the spec has errors: fix them before saving", true);
     return;
   }
@@ -263,7 +265,7 @@ document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "s") {
     e.preventDefault();
     save().catch(fail);
-  } else if (e.key.startsWith("Arrow") && e.target === document.body && state.scene) {
+  } else if (e.key.startsWith("Arrow") && state.scene && !e.target.closest?.("input, textarea, select")) {
     if (layoutView.nudge(e.key, e.shiftKey)) e.preventDefault();
   }
 });

@@ -185,7 +185,8 @@ export class LayoutView {
     }
   }
 
-  /** Arrow keys nudge the selected box a cell (Shift: resize). */
+  /** Arrow keys nudge the selected box a cell (Shift: resize), kept as a free box: the keyboard
+   * is for exact placement, so it does not snap. Drawn at once, so fast presses add up. */
   nudge(key, resize) {
     const region = this.regionAt(this.selected);
     if (!region) return false;
@@ -194,7 +195,9 @@ export class LayoutView {
     const start = { x: region.x, y: region.y, w: region.w, h: region.h };
     const box = dragBox(start, resize ? "se" : "move", d[0], d[1], this.layout.grid);
     if (box.x !== start.x || box.y !== start.y || box.w !== start.w || box.h !== start.h) {
-      this.callbacks.onBoxChange(this.selected, box);
+      Object.assign(region, box);
+      this.draw(this.layout);
+      this.callbacks.onBoxChange(this.selected, box, { snap: false });
     }
     return true;
   }
