@@ -347,7 +347,8 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
                            " && !document.querySelector(\"[data-testid='chat-streaming']\")")
     assert page.get_by_test_id("chat-user").last.inner_text() == "make it a dog"
     assert page.get_by_test_id("chat-assistant").last.locator(".line").first.text_content() == DRAGON.splitlines()[0]
-    assert page.get_by_test_id("chat-errors").inner_text() == ""
+    assert page.get_by_test_id("chat-assistant").count() == answers + 1  # every turn is kept
+    assert "did not compile" not in page.get_by_test_id("chat-errors").inner_text()  # warnings may stay
     page.get_by_test_id("chat-undo").click()
     page.wait_for_function(f"document.querySelectorAll(\"[data-testid='chat-assistant']\").length === {answers}")
     assert _yaml(page) == text
@@ -355,7 +356,7 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
     page.wait_for_function(
         "t => document.querySelector(\"[data-testid='spec-yaml']\").value === t", arg=original)
     assert page.get_by_test_id("chat-assistant").count() == 0
-    assert page.get_by_test_id("dirty").is_hidden()
+    page.wait_for_function("document.querySelector(\"[data-testid='dirty']\").hidden")
 
 
 def test_new_spec_keyboard_nudge_and_a_rejected_edit(page, served):

@@ -143,6 +143,7 @@ export class ChatPanel {
       this.app.status("the answer compiled: the scene is updated");
       const warnings = (data.diagnostics || []).map(diagnosticText);
       this.errors.textContent = warnings.join("\n");
+      this.errors.classList.add("warnings");
     } else {
       this.messages = data.messages || (data.answer
         ? [...before.messages, { role: "user", content: before.text }, { role: "assistant", content: data.answer }]
@@ -153,6 +154,7 @@ export class ChatPanel {
       const lastAssistant = this.messages.length - 1;
       if (lines.size && this.messages[lastAssistant]?.role === "assistant") this.bad = { index: lastAssistant, lines };
       this.errors.textContent = [data.message, ...diagnostics.map(diagnosticText)].filter(Boolean).join("\n");
+      this.errors.classList.remove("warnings");
       this.app.status(data.message || "the answer did not compile", true);
       if (!data.messages && !data.answer) this.text.value = before.text; // nothing answered: keep the text
     }
