@@ -462,6 +462,14 @@ def test_chat_keeps_the_whole_conversation_when_the_model_sees_part(llm, folder,
     assert any("oldest left out" in d["message"] for d in done["diagnostics"])
 
 
+def test_info_never_shows_the_servers_password(folder, tmp_path):
+    settings = LLMSettings(model="m", base_url="http://me:s3cret@127.0.0.1:8080/v1", api_key="key")
+    with client(folder, tmp_path / "r", llm=settings) as c:
+        text = c.get("/api/info").text
+    assert "s3cret" not in text and "key" not in json.loads(text)["llm"].values()
+    assert json.loads(text)["llm"]["base_url"] == "http://127.0.0.1:8080/v1"
+
+
 def test_chat_server_down_is_an_error_event(folder, tmp_path):
     settings = LLMSettings(model="omost-fake", base_url="http://127.0.0.1:9/v1", timeout=2)
     with client(folder, tmp_path / "r", llm=settings) as c:

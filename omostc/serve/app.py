@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -101,6 +102,14 @@ def _error(exc: BadRequest | PathRefused | FileNotFoundError | OmostcError) -> J
                         status_code=422)
 
 
+def _without_password(url: str | None) -> str | None:
+    """A server URL as the page may show it: without a user:password part."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
+
+
 def create_app(config: ServeConfig) -> Starlette:
     folder = config.folder.resolve()
     renders = Renders(config.out_dir)
@@ -123,7 +132,7 @@ def create_app(config: ServeConfig) -> Starlette:
     async def info(request: Request) -> Response:
         return JSONResponse({"dir": str(folder), "out": str(config.out_dir), "version": __version__,
                              "profiles_default": DEFAULT, "token_required": config.guard.token is not None,
-                             "llm": {"model": config.llm.model, "base_url": config.llm.base_url}})
+                             "llm": {"model": config.llm.model, "base_url": _without_password(config.llm.base_url)}})
 
     async def list_specs(request: Request) -> Response:
         return JSONResponse({"specs": relative_files(folder, SPEC_SUFFIXES)})
