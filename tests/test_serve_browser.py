@@ -57,6 +57,8 @@ def _requirements() -> tuple[str, object]:
     except ImportError:
         pytest.skip("no Playwright: pip install 'omostc[dev]' (playwright, driven with the system browser)")
     browser = _chromium()
+    if browser is None and os.environ.get("OMOSTC_CHROMIUM"):
+        pytest.skip(f"OMOSTC_CHROMIUM={os.environ['OMOSTC_CHROMIUM']} is not a file")
     if browser is None:
         pytest.skip("no chromium browser: apt-get install chromium (Debian), or set OMOSTC_CHROMIUM to a binary")
     return browser, sync_api
@@ -278,6 +280,7 @@ def test_typing_yaml_shows_located_errors_and_redraws(page, served):
     error.wait_for(timeout=10_000)
     assert error.get_attribute("data-line") == str(line)
     assert "firebrick" in error.inner_text()  # the suggestion
+    assert page.get_by_test_id("spec-gutter-mark").all_inner_texts() == [str(line)]  # marked at its line
     assert page.get_by_test_id("save").is_disabled()
     # fixed, and moved by typing: the layout follows the text
     editor.fill(text.replace("location: in the center\n  offset: no offset\n  area: a large square area",
@@ -303,6 +306,10 @@ def test_region_form_list_add_delete(page):
     page.get_by_test_id("field-color").select_option("teal")
     text = _wait_yaml(page, r"color: teal")
     assert text.count("color: teal") == 1
+    # the whole image's fields are a form too
+    page.get_by_test_id("region-item-global").click()
+    page.get_by_test_id("field-color").select_option("navy")
+    assert _wait_yaml(page, r"global:\n(  .*\n)*  color: navy\n").count("color: teal") == 1
     # add a region (drawn and listed), then delete it again
     count = page.locator("[data-testid^='region-box-']").count()
     page.get_by_test_id("region-add").click()

@@ -81,17 +81,20 @@ export class SpecEditor {
   paintLines() {
     const lines = this.textarea.value.split("\n");
     const marks = new Map();
+    const notes = new Map(); // the first message of each line, shown after its text
     for (const d of this.diagnostics) {
       if (!d.line) continue;
       if (marks.get(d.line) !== "bad") marks.set(d.line, d.severity === "error" ? "bad" : "warn");
+      if (!notes.has(d.line)) notes.set(d.line, diagnosticText({ ...d, line: null }));
     }
     const gutter = [];
     const back = [];
     lines.forEach((line, i) => {
       const mark = marks.get(i + 1);
       const cls = mark ? ` class="${mark}"` : "";
-      gutter.push(`<span${cls}>${i + 1}</span>`);
-      back.push(`<span${cls}>${escapeHtml(line) || " "}</span>`);
+      const note = notes.has(i + 1) ? `<span class="note">   ◀ ${escapeHtml(notes.get(i + 1))}</span>` : "";
+      gutter.push(`<span${cls}${mark ? ' data-testid="spec-gutter-mark"' : ""}>${i + 1}</span>`);
+      back.push(`<span${cls}>${escapeHtml(line) || " "}${note}</span>`);
     });
     this.gutter.innerHTML = gutter.join("\n");
     this.backdrop.innerHTML = back.join("\n");
