@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -104,24 +105,15 @@ def llm() -> Iterator[FakeLLM]:
     server.close()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, llm) -> Iterator[tuple[str, Path, Path]]:
-    """`omostc serve DIR --no-browser --port 0` on a copy of some specs, chatting with the fake
-    LLM: (url, DIR, OUT)."""
-    _requirements()
-    base = tmp_path_factory.mktemp("serve")
-    folder = base / "specs"
-    folder.mkdir()
-    for name in ("tides-bbox.yaml", "dragon.yaml", "cat-in-room.yaml"):
-        shutil.copy(SPECS / name, folder / name)
-    out = base / "renders"
+@contextmanager
+def _serve(folder: Path, out: Path, *flags: str) -> Iterator[str]:
+    """Run `omostc serve FOLDER --no-browser --port 0 --out OUT FLAGS...`; yield the URL it prints."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "omostc", "serve", str(folder), "--no-browser", "--port", "0", "--out", str(out),
-         "--base-url", llm.url, "--model", "omost-fake"],
-        cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
+         *flags], cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
     log: list[str] = []
 
     def pump() -> None:
@@ -129,6 +121,7 @@ def served(tmp_path_factory, llm) -> Iterator[tuple[str, Path, Path]]:
         for line in proc.stdout:
             log.append(line)
             lines.put(line)
+        lines.put(None)  # the server ended
 
     threading.Thread(target=pump, daemon=True).start()
     url = None
@@ -137,13 +130,15 @@ def served(tmp_path_factory, llm) -> Iterator[tuple[str, Path, Path]]:
             try:
                 line = lines.get(timeout=30)
             except queue.Empty:
+                line = None
+            if line is None:
                 break
             found = re.search(r"http://\S+", line)
             if found:
                 url = found.group(0).rstrip(".,)")
         if url is None:
             pytest.fail("omostc serve printed no URL:\n" + "".join(log))
-        yield url, folder, out
+        yield url
     finally:
         proc.terminate()
         try:
@@ -151,6 +146,24 @@ def served(tmp_path_factory, llm) -> Iterator[tuple[str, Path, Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _specs(base: Path) -> tuple[Path, Path]:
+    folder = base / "specs"
+    folder.mkdir()
+    for name in ("tides-bbox.yaml", "dragon.yaml", "cat-in-room.yaml"):
+        shutil.copy(SPECS / name, folder / name)
+    return folder, base / "renders"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, llm) -> Iterator[tuple[str, Path, Path]]:
+    """`omostc serve DIR --no-browser --port 0` on a copy of some specs, chatting with the fake
+    LLM: (url, DIR, OUT)."""
+    _requirements()
+    folder, out = _specs(tmp_path_factory.mktemp("serve"))
+    with _serve(folder, out, "--base-url", llm.url, "--model", "omost-fake") as url:
+        yield url, folder, out
 
 
 @pytest.fixture(scope="module")
@@ -397,3 +410,29 @@ def test_new_spec_keyboard_nudge_and_a_rejected_edit(page, served):
     scene = load_spec(folder / "sub" / "fresh.yaml")
     assert region_rect(scene.regions[0]) == (15, 76, 16, 76)
     assert scene.regions[0].distance_to_viewer == 3
+
+
+def test_token_mode_the_page_works_with_the_printed_url_only(browser, tmp_path):
+    """Served beyond loopback, the printed URL's token lets the page in (the server turns it into a
+    cookie, and the page drops it from the address bar); without it every request is refused."""
+    folder, out = _specs(tmp_path)
+    with _serve(folder, out, "--host", "0.0.0.0") as printed:
+        token = re.search(r"\?token=([\w-]+)", printed)
+        assert token, printed
+        port = re.search(r":(\d+)/", printed).group(1)
+        url = f"http://127.0.0.1:{port}/"
+        context = browser.new_context()
+        try:
+            tab = context.new_page()
+            assert tab.goto(url).status == 403
+            tab.goto(f"{url}?token={token.group(1)}#tides-bbox.yaml")
+            tab.wait_for_selector("body[data-ready='true']", timeout=20_000)
+            tab.get_by_test_id("region-box-2").wait_for()  # opened from the address's #path
+            assert "token" not in tab.url and tab.url.endswith("#tides-bbox.yaml")
+            tab.get_by_test_id("render-start").click()
+            tab.wait_for_function("document.querySelector(\"[data-testid='render-image']\").naturalWidth > 0",
+                                  timeout=60_000)
+            tab.reload()  # the cookie carries the token from now on
+            tab.get_by_test_id("region-box-2").wait_for(timeout=20_000)
+        finally:
+            context.close()

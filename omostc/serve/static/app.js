@@ -274,6 +274,8 @@ window.addEventListener("beforeunload", (e) => {
 });
 
 async function start() {
+  // a token in the address (`--host`) is now a cookie the server set: keep it out of the address bar
+  if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname + location.hash);
   const [info, vocab] = await Promise.all([api.info(), api.vocabulary()]);
   state.vocab = vocab;
   regionPanel.vocab = vocab;
