@@ -75,6 +75,7 @@ export class ChatPanel {
     const details = document.createElement("details");
     details.open = badLines.size > 0;
     const summary = document.createElement("summary");
+    if (this.messages[index - 1]?.role !== "user") summary.classList.add("scene"); // a hand-edited scene's canvas
     const prose = lines.find((l) => l.trim() && !l.startsWith("```") && !l.trim().startsWith("#"));
     const regions = message.content.split("add_local_description(").length - 1;
     summary.textContent = `${lines.length} lines, ${regions} region(s)` + (badLines.size ? ", with errors" : "");
