@@ -282,7 +282,12 @@ async function start() {
   if (info.llm?.model) $("chat-text").placeholder = `Ask ${info.llm.model} for a scene, or for a change…`;
   await renderPanel.loadProfiles();
   const specs = await listFiles();
-  const wanted = decodeURI(location.hash.slice(1));
+  let wanted = "";
+  try {
+    wanted = decodeURI(location.hash.slice(1));
+  } catch {
+    wanted = ""; // a mangled address opens nothing
+  }
   if (wanted && specs.includes(wanted)) await open(wanted);
   document.body.dataset.ready = "true";
   status(`${specs.length} spec(s) in ${info.dir}`);
