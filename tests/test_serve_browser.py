@@ -70,6 +70,7 @@ class FakeLLM:
 
     def __init__(self) -> None:
         self.answers: list[str] = []
+        self.requests: list[dict] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,7 +78,7 @@ class FakeLLM:
                 pass
 
             def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
+                owner.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 answer = owner.answers.pop(0) if owner.answers else DRAGON
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -352,6 +353,10 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
     answers = page.get_by_test_id("chat-assistant").count()
     _screenshot(page)
     assert page.get_by_test_id("dirty").is_visible()
+    # a box moved by hand reaches the model: the edited scene stands in for its last answer
+    page.get_by_test_id("region-item-1").click()
+    page.locator("body").press("ArrowLeft")
+    text = _wait_yaml(page, r"box:\n    x: 9\n    y: 10\n    w: 70\n    h: 70")
     # an answer that does not compile: the error is shown at its line, the scene stays
     llm.answers.append(BAD)
     page.get_by_test_id("chat-text").fill("make it a dog")
@@ -361,6 +366,9 @@ def test_chat_streams_compiles_retries_and_undoes(page, served, llm):
     assert "canvas.add_local_description(location='nowhere')" in bad.all_inner_texts()
     assert "did not compile" in page.get_by_test_id("chat-errors").inner_text()
     assert _yaml(page) == text
+    sent = llm.requests[-1]["messages"]
+    assert sent[-1] == {"role": "user", "content": "make it a dog"} and sent[-2]["role"] == "assistant"
+    assert "bbox=[9, 10, 70, 70]" in sent[-2]["content"]
     # retry asks again (the fake now answers well); undo goes back a turn at a time
     page.get_by_test_id("chat-retry").click()
     page.wait_for_function("!document.querySelector(\"[data-testid='chat-error-line']\")"

@@ -66,7 +66,7 @@ const renderPanel = new RenderPanel($("render"), {
 const chatPanel = new ChatPanel($("chat"), {
   scene: () => state.scene,
   path: () => state.path,
-  snapshot: () => ({ yaml: state.yaml }),
+  snapshot: () => ({ yaml: state.yaml, scene: state.broken ? null : state.scene }),
   restore: (snapshot) => typed(snapshot.yaml, { setText: true }).catch(fail),
   answered: (data) => edit(data.scene).catch(fail),
   status,
@@ -185,8 +185,8 @@ async function open(path) {
   const result = await api.loadSpec(path);
   state.generation++;
   state.path = result.path;
-  state.yaml = result.yaml;
-  state.saved = result.yaml;
+  state.yaml = result.yaml ?? ""; // null: the file is not text (not UTF-8, too large); the diagnostics say so
+  state.saved = state.yaml;
   state.scene = result.scene;
   state.layout = result.layout;
   state.broken = false;
@@ -194,7 +194,7 @@ async function open(path) {
   history.replaceState(null, "", `#${encodeURI(result.path)}`);
   $("current-file").textContent = result.path;
   document.title = `${result.path} · omostc serve`;
-  specEditor.set(result.yaml, result.diagnostics || []);
+  specEditor.set(state.yaml, result.diagnostics || []);
   drawScene();
   chatPanel.reset(result.scene);
   renderPanel.clear();

@@ -99,7 +99,9 @@ export class ChatPanel {
 
   async send(text, { retry = false, messages = this.messages } = {}) {
     const snapshot = retry ? this.last.snapshot : this.app.snapshot();
-    const scene = messages.length === 0 ? this.app.scene() : null;
+    // the scene as it was before this turn (now, or before the retried one): the server starts
+    // from it, or puts it in place of the last answer if the layout, form or YAML changed it since
+    const scene = snapshot.scene;
     this.last = { messages, text, snapshot };
     this.errors.textContent = "";
     this.bad = null;

@@ -73,7 +73,8 @@ export class LayoutView {
   sy(cells) { return (cells * this.layout.height) / this.layout.grid; }
 
   drawRegion(region) {
-    const g = el("g", { class: "region", "data-index": region.index, "data-testid": `region-box-${region.index}`,
+    const g = el("g", { class: `region ${region.snapped === false ? "free" : "vocabulary"}`,
+      "data-index": region.index, "data-testid": `region-box-${region.index}`,
       "data-color": region.color_name || "" }, this.svg);
     if (region.index === this.selected) g.classList.add("selected");
     el("rect", { class: "box", x: this.sx(region.x), y: this.sy(region.y), width: this.sx(region.w),
@@ -83,7 +84,8 @@ export class LayoutView {
       "font-size": size }, g);
     text.textContent = region.label;
     const title = el("title", {}, g);
-    title.textContent = `${region.label} (distance ${region.distance_to_viewer})`;
+    const placed = region.snapped === false ? "a free box" : "location, offset and area";
+    title.textContent = `${region.label}: ${placed}, distance ${region.distance_to_viewer}`;
   }
 
   regionAt(index) {
