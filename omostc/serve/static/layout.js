@@ -41,6 +41,7 @@ export class LayoutView {
     this.layout = null;
     this.selected = null;
     this.drag = null;
+    this.pending = null; // a layout that arrived during a drag
     svg.addEventListener("pointerdown", (e) => this.pointerDown(e));
     svg.addEventListener("pointermove", (e) => this.pointerMove(e));
     svg.addEventListener("pointerup", (e) => this.pointerUp(e));
@@ -50,9 +51,13 @@ export class LayoutView {
 
   /** Draw a layout (the server's: {width, height, grid, regions, global}); `selected`: region index. */
   draw(layout, selected = this.selected) {
+    if (this.drag) { // a drag in progress keeps its picture: the newer one is drawn on release
+      this.pending = { layout, selected };
+      return;
+    }
+    this.pending = null;
     this.layout = layout;
     this.selected = selected;
-    this.drag = null;
     const svg = this.svg;
     svg.replaceChildren();
     if (!layout) {
@@ -163,8 +168,11 @@ export class LayoutView {
     const drag = this.drag;
     this.drag = null;
     if (!drag) return;
+    const pending = this.pending;
+    this.pending = null;
     const { start, box } = drag;
     if (!box || (box.x === start.x && box.y === start.y && box.w === start.w && box.h === start.h)) {
+      if (pending) this.draw(pending.layout, pending.selected);
       if (drag.clickThrough) this.selectBeneath(drag.clickThrough);
       return;
     }
@@ -182,8 +190,9 @@ export class LayoutView {
 
   cancel() {
     if (this.drag) {
+      const { layout, selected } = this.pending || { layout: this.layout, selected: this.selected };
       this.drag = null;
-      this.draw(this.layout);
+      this.draw(layout, selected);
     }
   }
 
