@@ -27,7 +27,8 @@ ALLOWED = {
     "batch": {"spec", "ir", "compiler", "backends", "api"},
     "llm": {"spec", "compiler", "api", "batch"},
     "dev": {"spec", "llm"},
-    "cli": {"spec", "ir", "compiler", "backends", "batch", "llm", "dev", "api"},
+    "serve": {"spec", "compiler", "backends", "batch", "llm", "api"},  # the web app: the public API only
+    "cli": {"spec", "ir", "compiler", "backends", "batch", "llm", "dev", "api", "serve"},
     "api": {"spec", "compiler"},
     "data": set(),
     "__main__": {"cli"},  # python -m omostc

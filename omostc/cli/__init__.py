@@ -27,6 +27,7 @@ COMMANDS = {  # name -> "module:attribute"
     "generate": "omostc.cli.llm:generate",
     "edit": "omostc.cli.llm:edit",
     "chat": "omostc.cli.llm:chat",
+    "serve": "omostc.cli.serve:serve",
     "dev": "omostc.cli.dev:dev",
 }
 
