@@ -533,3 +533,23 @@ def test_loading_a_model_here_shows_no_progress_bar_unless_verbose(tiny_llama):
     assert "Loading weights" not in quiet.stderr, quiet.stderr
     verbose = subprocess.run([*args, "-v"], capture_output=True, text=True, env=env, timeout=300)
     assert "Loading weights" in verbose.stderr, verbose.stderr
+
+
+def test_edit_keeps_an_omost_conversation_that_starts_like_the_worked_example(serve, tmp_path):
+    """The worked example is left out of a stored conversation only where the generic system
+    prompt put it in: an Omost model's conversation whose first exchange happens to be the
+    example's (specs/dragon.yaml's own prompt and canvas) keeps every turn after an edit."""
+    from omostc.llm.conversation import worked_example
+
+    ask, canvas = (m.content for m in worked_example())
+    server = serve(in_turn(answer(canvas), answer(canvas.replace("dragon", "dinosaur"))))
+    spec, edited = tmp_path / "dragon.yaml", tmp_path / "dino.yaml"
+    res = run("generate", ask, "--base-url", server.url, "--model", "omost", "-q", "-o", spec)
+    assert res.exit_code == 0, res.output
+    res = run("edit", spec, "make it a dinosaur", "--base-url", server.url, "-q", "-o", edited)
+    assert res.exit_code == 0, res.output
+    assert [m["role"] for m in server.requests[1]["messages"]] == ["system", "user", "assistant", "user"]
+    turns = load_spec(edited).provenance.conversation
+    assert [(t.role, t.content[:20]) for t in turns] == [
+        ("user", ask[:20]), ("assistant", canvas[:20]), ("user", "make it a dinosaur"[:20]),
+        ("assistant", canvas.replace("dragon", "dinosaur")[:20])]

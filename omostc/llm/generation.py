@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from omostc.compiler.decompile import decompile
 from omostc.compiler.parse import CompileResult, compile_canvas
 from omostc.diagnostics import CompileError, Diagnostic, LLMError
-from omostc.llm.conversation import SamplingOptions, worked_example
+from omostc.llm.conversation import SamplingOptions, system_message, worked_example
 from omostc.spec.model import Message, Provenance, Scene
 
 
@@ -78,10 +78,12 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
             result.warnings = [w for w in result.warnings if "truncated" not in w.message]
         where = getattr(backend, "base_url", None) or backend.model
         result.warnings.extend(Diagnostic("warning", w, file=where) for w in getattr(backend, "warnings", []))
-        # Stored without the system prompt and worked example (constants, restored on edits).
-        example = worked_example()
+        # Stored without the system prompt and worked example (constants, restored on edits). The
+        # example is there only under the generic system prompt: an Omost model's conversation
+        # that starts with the same exchange keeps it.
         body = [m for m in messages if m.role != "system"]
-        if body[:2] == example:
+        generic = any(m.role == "system" and m.content == system_message("generic") for m in messages)
+        if generic and body[:2] == worked_example():
             body = body[2:]
         conversation = [*body, Message("assistant", answer)]
         result.scene.provenance = Provenance(prompt=prompt or _last_user(messages), model=backend.model,
