@@ -4,8 +4,8 @@ It describes the answers the Omost models write: an optional ```` ```python ````
 ``canvas = Canvas()``, one ``set_global_description(...)`` and any number of
 ``add_local_description(...)`` calls with keyword arguments in Omost's order, string literals in
 either quote (no control characters; of escapes only ``\\'``, ``\\"`` and ``\\\\``), the exact
-location/offset/area strings, positive finite depths, the 149 colour names, and ``#`` comment lines as the models write them.
-Every string it accepts compiles (``tests/test_grammar.py`` samples it to check).
+location/offset/area strings, positive finite depths, the 149 colour names, and ``#`` comment
+lines as the models write them. Every string it accepts compiles (``tests/test_grammar.py`` samples it to check).
 
 ``canvas_gbnf()`` renders it as GBNF (llama.cpp's grammar format, which xgrammar also reads);
 ``sample()`` draws random programs from it, for tests and fuzzing.
