@@ -26,6 +26,8 @@ def run(model: str, budget: int, seeds: int) -> tuple[int, list[str]]:
             compiled += 1
         else:
             failures.append(f"seed {seed}: {res.stderr.strip().splitlines()[-1:]}")
+        print(f"  --max-tokens {budget} seed {seed}: {'compiled' if res.exit_code == 0 else 'FAILED'} "
+              f"({compiled}/{seed + 1} so far)", flush=True)
     return compiled, failures
 
 

@@ -137,13 +137,13 @@ def _compiles(tiny_llama, budget, seed, tmp_path):
     assert load_spec(out).global_description is not None
 
 
-@pytest.mark.parametrize("budget, seed", [(MIN_MAX_TOKENS, 0), (256, 1), (512, 2)])
+@pytest.mark.parametrize("budget, seed", [(MIN_MAX_TOKENS, 0), (256, 1)])
 def test_constrained_answers_of_the_random_model_compile_within_the_budget(tiny_llama, tmp_path, budget, seed):
     _compiles(tiny_llama, budget, seed, tmp_path)  # before: 1 of 100 seeds compiled at 256
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("budget, seeds", [(256, 10), (512, 10), (4096, 2)])
+@pytest.mark.parametrize("budget, seeds", [(256, 10), (512, 10), (4096, 2)])  # all 100: benchmarks/
 def test_constrained_answers_compile_over_many_seeds(tiny_llama, tmp_path, budget, seeds):
     for seed in range(100, 100 + seeds):
         _compiles(tiny_llama, budget, seed, tmp_path)
