@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from omostc.compiler.grammar import Limits, canvas_gbnf
@@ -34,7 +34,7 @@ class TransformersChatBackend:
     device_map: str = "auto"
     dtype: str = "bf16"
     constrain: bool = False  # decode under the Canvas grammar (xgrammar): every answer compiles
-    limits: Limits = field(default_factory=Limits)  # the default: bounds derived from --max-tokens
+    limits: Limits | None = None  # the grammar's bounds (default: derived from --max-tokens)
     timeout: float | None = None  # seconds a generation may take (None: no limit)
 
     def __post_init__(self):
@@ -98,7 +98,7 @@ class TransformersChatBackend:
         from omostc.compiler.budget import completion, local_limits
         from omostc.llm.budget import BudgetedGrammar, plain_tokens
 
-        limits = self.limits if self.limits != Limits() else local_limits(max_new_tokens)
+        limits = self.limits or local_limits(max_new_tokens)
         model, tokenizer = self._load()
         if self._tokenizer_info is None:
             self._tokenizer_info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
