@@ -367,3 +367,14 @@ def test_chat_has_partial(serve, tmp_path, monkeypatch):
                              input="a dragon\n/quit\n")
     assert res.exit_code == 0, res.output
     assert "saved" in res.output and len(load_spec(tmp_path / "chat.yaml").regions) == 1
+
+
+def test_chat_keeps_a_generic_models_worked_example_within_its_context(serve, tmp_path, monkeypatch):
+    server = serve(answer=CLEAN)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["chat", "--base-url", server.url, "--model", "qwen", "--no-constrain",
+                                    "--context", "8192", "-q"], input="a dragon\nmake it gold\n/quit\n")
+    assert res.exit_code == 0, res.output
+    example = [{"role": m.role, "content": m.content} for m in worked_example()]
+    assert [r["messages"][1:3] for r in server.requests] == [example, example]  # before: dropped the second time
+    assert server.requests[1]["max_tokens"] < 4096

@@ -147,8 +147,9 @@ def _ask(messages: list[Message], prompt: str, settings: LLMSettings, backend: A
 def fit_context(messages: list[Message], count: Callable[[str], int], context: int, max_tokens: int,
                 kind: str) -> tuple[list[Message], int, int]:
     """The messages, the turns dropped and the answer's token budget, within ``context`` tokens.
-    The system prompt, a generic model's worked example and the latest canvas are never dropped:
-    when they and ``max_tokens`` do not fit, the answer's budget is lowered to what is left."""
+    The system prompt, a generic model's worked example (when ``kind`` is generic and it follows
+    the system prompt) and the latest canvas are never dropped: when they and ``max_tokens`` do
+    not fit, the answer's budget is lowered to what is left."""
     from omostc.llm.conversation import worked_example
 
     head = 1 + (2 if kind == "generic" and messages[1:3] == worked_example() else 0)

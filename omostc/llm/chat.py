@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from omostc.diagnostics import CompileError, LLMError
-from omostc.llm.api import LLMSettings
-from omostc.llm.conversation import CONTEXT_TOKENS, SamplingOptions, estimate_tokens, trim_conversation
+from omostc.llm.api import LLMSettings, fit_context
+from omostc.llm.conversation import CONTEXT_TOKENS, SamplingOptions, estimate_tokens
 from omostc.llm.generation import Generation, generate_scene
 from omostc.spec.model import Message, Scene
 from omostc.spec.tables import system_prompt
@@ -36,10 +36,10 @@ class ChatSession:
 
     def ask(self, text: str, on_text: Callable[[str], None] | None = None, seed: int | None = None) -> Generation:
         self._unanswered = None
-        messages, _ = trim_conversation([*self.messages, Message("user", text)],
-                                        getattr(self.backend, "count_tokens", estimate_tokens),
-                                        limit=self.context, reserve=self.sampling.max_tokens)
-        sampling = SamplingOptions(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens,
+        messages, _, max_tokens = fit_context([*self.messages, Message("user", text)],
+                                              getattr(self.backend, "count_tokens", estimate_tokens),
+                                              self.context, self.sampling.max_tokens, "generic")
+        sampling = SamplingOptions(self.sampling.temperature, self.sampling.top_p, max_tokens,
                                    self.sampling.seed if seed is None else seed)
         try:
             result = generate_scene(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text,
