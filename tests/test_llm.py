@@ -223,8 +223,8 @@ def test_interrupted_generation_keeps_the_complete_calls():
 
 
 def test_random_model_answers_fail_with_located_errors(tiny_llama, tmp_path):
-    res = run("generate", "a dragon", "--model", tiny_llama, "--max-tokens", "40", "--seed", "1", "-q",
-              "-o", tmp_path / "s.yaml")
+    res = run("generate", "a dragon", "--model", tiny_llama, "--no-constrain", "--max-tokens", "40", "--seed", "1",
+              "-q", "-o", tmp_path / "s.yaml")
     assert res.exit_code == 1 and "<answer 1>" in res.stderr and "Traceback" not in res.output
 
 

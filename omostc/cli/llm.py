@@ -14,10 +14,12 @@ import click
 
 from omostc.cli.common import located
 from omostc.cli.llm_report import Report, kept, missing_folder, output_problem
+from omostc.compiler.budget import MIN_MAX_TOKENS
 from omostc.diagnostics import CompileError, Diagnostic, LLMError, OmostcError, printable
 from omostc.files import write_text_atomic
 from omostc.llm.api import DEFAULT_MODEL, GRAMMAR_MODES, MODEL_KINDS, LLMSettings
 from omostc.llm.conversation import (
+    CONTEXT_TOKENS,
     DEFAULT_TIMEOUT,
     MAX_NEW_TOKENS,
     MAX_TIMEOUT,
@@ -39,8 +41,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
 def _llm_options(f: Callable) -> Callable:
     for option in reversed([
         click.option("--base-url", envvar="OMOSTC_LLM_URL",
-                     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp, vLLM, Ollama, "
-                          "LM Studio); or $OMOSTC_LLM_URL. Without it the model runs here, with transformers."),
+                     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp, vLLM, SGLang, "
+                          "TabbyAPI, Ollama, LM Studio, OpenAI); or $OMOSTC_LLM_URL. Without it the model runs here, "
+                          "with transformers. README: 'LLM servers'."),
         click.option("--model", "llm_model", envvar="OMOSTC_LLM_MODEL", default=DEFAULT_MODEL,
                      show_default=True, help="Hub id or folder (transformers), or the name the server knows."),
         click.option("--api-key", envvar="OMOSTC_LLM_API_KEY", help="Bearer token, if the server wants one."),
@@ -49,16 +52,28 @@ def _llm_options(f: Callable) -> Callable:
         click.option("--seed", type=int, help="Sampling seed."),
         click.option("--temperature", type=click.FloatRange(0, 2), default=TEMPERATURE, show_default=True),
         click.option("--top-p", type=click.FloatRange(0, 1), default=TOP_P, show_default=True),
-        click.option("--max-tokens", type=click.IntRange(16, 32768), default=MAX_NEW_TOKENS, show_default=True),
+        click.option("--max-tokens", type=click.IntRange(16, 32768), default=MAX_NEW_TOKENS, show_default=True,
+                     help=f"Most tokens in an answer. Constrained, at least {MIN_MAX_TOKENS}: the grammar then "
+                          "keeps every answer a whole program within it."),
+        click.option("--context", type=click.IntRange(256, 10_000_000), default=None,
+                     help="The model's context in tokens (default: what the server says -- llama.cpp /props, "
+                          f"vLLM /v1/models -- or the model's config, else {CONTEXT_TOKENS}). Older turns are "
+                          "dropped, then the answer's budget lowered, to fit."),
+        click.option("--partial", is_flag=True,
+                     help="An answer cut short (the token limit) keeps its complete calls, with a warning of what "
+                          "was dropped (as `omostc compile --partial`)."),
         click.option("-o", "--output", metavar="FILE",
                      help="Write the spec here (else stdout); checked before the model is asked. A missing "
                           "folder is created."),
         click.option("--constrain/--no-constrain", default=None,
-                     help="Decode under the Canvas grammar, so every answer compiles (default: on for models "
-                          "not trained on Omost, whose name lacks 'omost'; needs a server --grammar mode)."),
+                     help="Decode under the Canvas grammar, so every answer compiles (default: on with --grammar, "
+                          "and for models not trained on Omost, whose name lacks 'omost'). With --base-url and no "
+                          "--grammar, the server is asked what it is (llama.cpp, vLLM, SGLang)."),
         click.option("--grammar", "grammar_mode", type=click.Choice(list(GRAMMAR_MODES)),
-                     help="How to pass the grammar to a server: llama.cpp's `grammar`, vLLM's `guided_grammar`, or "
-                          "the scene spec's JSON Schema as `response_format` (the spec is then turned into code)."),
+                     help="Send the grammar to a server, always, in its field: llama.cpp `grammar`, vllm "
+                          "`structured_outputs` (v0.12+), vllm-legacy `guided_grammar`, sglang `ebnf`, tabbyapi "
+                          "`grammar_string`; json-schema: the scene spec's JSON Schema as `response_format` "
+                          "(Ollama, LM Studio, OpenAI; the spec is then turned into code)."),
         click.option("--model-kind", type=click.Choice(list(MODEL_KINDS)), default=None,
                      help="generic: a model not trained on Omost (Qwen, Llama 3.x instruct, ...) gets instructions "
                           "and a worked example (default: omost if the name says so, else generic)."),
@@ -79,7 +94,7 @@ def _llm_options(f: Callable) -> Callable:
 def _settings(kw: dict[str, Any]) -> LLMSettings:
     return LLMSettings(model=kw["llm_model"], base_url=kw["base_url"], api_key=kw["api_key"],
                        constrain=kw["constrain"], grammar=kw["grammar_mode"], model_kind=kw["model_kind"],
-                       retries=kw["retries"], timeout=kw["timeout"],
+                       retries=kw["retries"], timeout=kw["timeout"], context=kw["context"], partial=kw["partial"],
                        sampling=SamplingOptions(kw["temperature"], kw["top_p"], kw["max_tokens"], kw["seed"]))
 
 
@@ -95,9 +110,23 @@ def _fail(exc: OmostcError, file: str | None = None) -> NoReturn:
     sys.exit(1)
 
 
+def _backend(settings: LLMSettings, quiet: bool) -> Any:
+    """The model or server client, after saying what constrains its answers (as it is sent)."""
+    from omostc.llm.api import chat_backend, describe_constraint
+
+    try:
+        backend = chat_backend(settings)
+    except OmostcError as exc:
+        _fail(exc)
+    report = describe_constraint(backend, (settings.sampling or SamplingOptions()).max_tokens)
+    if not quiet or getattr(backend, "constraint_note", None):
+        click.echo(report, err=True)
+    return backend
+
+
 def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
-    """Run ``ask(settings, report)`` (``omostc.generate`` or ``edit``): check the output first,
-    stream, report each attempt, write; keep the answer in a recovery file when it cannot be."""
+    """Run ``ask(settings, report, backend)`` (``omostc.generate`` or ``edit``): check the output
+    first, stream, report each attempt, write; keep the answer in a recovery file when it cannot be."""
     quiet, output, retries = kw["quiet"], kw["output"], kw["retries"]
     if output and (problem := output_problem(output)):
         click.echo(problem, err=True)
@@ -106,7 +135,7 @@ def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
     _library_output(settings, kw["verbose"])
     report = Report(quiet, what="the model" if settings.base_url is None else "the first token")
     try:
-        answer = ask(settings, report)
+        answer = ask(settings, report, _backend(settings, quiet))
     except KeyboardInterrupt:  # outside an answer (loading the model, connecting): nothing to keep
         report.end_line()
         click.echo("interrupted", err=True)
@@ -129,10 +158,15 @@ def _answer(ask: Callable[..., Any], kw: dict[str, Any]) -> None:
     finally:
         report.stop()
     report.end_line()
+    if answer.max_tokens and answer.max_tokens < kw["max_tokens"]:
+        click.echo(f"warning: the answer's budget was lowered to {answer.max_tokens} tokens to fit the model's context "
+                   f"of {answer.context} tokens (--context)", err=True)
     if answer.dropped_turns:
         click.echo(f"warning: the conversation is longer than the model's context; dropped the {answer.dropped_turns} "
                    "oldest turns (the system prompt and the latest canvas are kept)", err=True)
     _print(answer.warnings, quiet)
+    if quiet and answer.generation.result.truncated:  # what --partial dropped is said even with -q
+        _print(w for w in answer.warnings if "truncated" in w.message)
     if output:
         folder = missing_folder(output)
         problem = _write_spec(output, answer.scene)
@@ -180,7 +214,8 @@ def generate(prompt: str, **kw: Any) -> None:
     """Ask an LLM for a scene: prompt -> Canvas code -> a compiled, validated spec."""
     from omostc.llm.api import generate as generate_scene
 
-    _answer(lambda settings, report: generate_scene(prompt, settings, **_listen(report)), kw)
+    _answer(lambda settings, report, backend: generate_scene(prompt, settings, backend=backend, **_listen(report)),
+            kw)
 
 
 @click.command()
@@ -199,7 +234,8 @@ def edit(spec: str, request: str, **kw: Any) -> None:
     if hand_edited(scene):
         click.echo(printable(f"note: {spec} was edited by hand since its last answer: sending its current canvas as "
                              "the model's last turn"), err=True)
-    _answer(lambda settings, report: edit_scene(scene, request, settings, **_listen(report)), kw)
+    _answer(lambda settings, report, backend: edit_scene(scene, request, settings, backend=backend,
+                                                          **_listen(report)), kw)
 
 
 CHAT_HELP = """Type a request; the model answers with a canvas, compiled when the answer is complete.
@@ -225,7 +261,10 @@ def chat(save_path: str, **kw: Any) -> None:
         sys.exit(1)
     settings = _settings(kw)
     _library_output(settings, kw["verbose"])
-    session = open_session(settings)
+    try:
+        session = open_session(settings, _backend(settings, kw["quiet"]))
+    except OmostcError as exc:
+        _fail(exc)
     report = Report(kw["quiet"], err=False, what="the model" if settings.base_url is None else "the first token")
     written: list[str] = []  # the files this session saved its scene to
     click.echo(CHAT_HELP)

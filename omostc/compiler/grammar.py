@@ -3,9 +3,9 @@
 It describes the answers the Omost models write: an optional ```` ```python ```` fence,
 ``canvas = Canvas()``, one ``set_global_description(...)`` and any number of
 ``add_local_description(...)`` calls with keyword arguments in Omost's order, string literals in
-either quote (no escapes, no control characters), the exact location/offset/area strings,
-positive finite depths, the 149 colour names, and ``#`` comment lines as the models write them.
-Every string it accepts compiles (``tests/test_grammar.py`` samples it to check).
+either quote (no control characters; of escapes only ``\\'``, ``\\"`` and ``\\\\``), the exact
+location/offset/area strings, positive finite depths, the 149 colour names, and ``#`` comment
+lines as the models write them. Every string it accepts compiles (``tests/test_grammar.py`` samples it to check).
 
 ``canvas_gbnf()`` renders it as GBNF (llama.cpp's grammar format, which xgrammar also reads);
 ``sample()`` draws random programs from it, for tests and fuzzing.
@@ -49,16 +49,30 @@ Item: TypeAlias = Lit | Ref | Chars | Rep
 Rules: TypeAlias = dict[str, list[list[Item]]]
 
 
+# llama.cpp refuses a repetition bound of MAX_REPETITION_THRESHOLD (2,000) or more ("failed to
+# parse grammar"; fixed only in its builds from September 2026): every bound stays under it.
+MAX_REPETITION = 1999
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds that make every path through the grammar finite, so constrained decoding
-    always ends within a token budget. The defaults admit everything the models write."""
+    """Upper bounds that make every path through the grammar finite. The defaults admit
+    everything the models write (their strings are under 400 characters, their answers under 10
+    regions); ``omostc.compiler.budget`` derives tighter ones from a token budget."""
 
-    string: int = 2000  # characters in one string literal
+    string: int = 1000  # characters in one string literal
     items: int = 64  # detailed descriptions in one list
     regions: int = 100
     comments: int = 8  # comment lines before a call
     comment: int = 400  # characters in one comment
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if not (isinstance(value, int) and 0 <= value <= MAX_REPETITION):
+                raise ValueError(f"grammar limit {name} must be 0 to {MAX_REPETITION}, not {value!r}")
+
+
+_ESCAPES: list[list[Item]] = [[Lit("\\'")], [Lit('\\"')], [Lit("\\\\")]]
 
 
 def _enum(values) -> list[list[Item]]:
@@ -74,7 +88,8 @@ def canvas_rules(limits: Limits = Limits()) -> Rules:
     comments = Rep(Ref("comment"), 0, limits.comments)
     string_list: list[Item] = [Lit("[\n"), Rep(Ref("list-item"), 0, limits.items), Lit("    ]")]
     return {
-        "root": [[Lit("```python\n"), Ref("program"), Lit("```")], [Ref("program")]],
+        # The last call's line end is optional (a bare answer may end at its ``)``).
+        "root": [[Lit("```python\n"), Ref("program"), Lit("\n```")], [Ref("program"), Rep(Ref("blank"), 0, 1)]],
         "program": [[comments, Lit("canvas = Canvas()\n"), Rep(Ref("blank"), 0, 1),
                      comments, Ref("global"), Rep(Ref("region"), 0, limits.regions)]],
         "global": [[Lit("canvas.set_global_description(\n"),
@@ -82,8 +97,8 @@ def canvas_rules(limits: Limits = Limits()) -> Rules:
                     *_kwarg("detailed_descriptions", Ref("strings")),
                     *_kwarg("tags", Ref("string")),
                     *_kwarg("HTML_web_color_name", Ref("color")),
-                    Lit(")\n")]],
-        "region": [[Rep(Ref("blank"), 0, 1), comments, Lit("canvas.add_local_description(\n"),
+                    Lit(")")]],
+        "region": [[Lit("\n"), Rep(Ref("blank"), 0, 1), comments, Lit("canvas.add_local_description(\n"),
                     *_kwarg("location", Ref("location")),
                     *_kwarg("offset", Ref("offset")),
                     *_kwarg("area", Ref("area")),
@@ -95,11 +110,14 @@ def canvas_rules(limits: Limits = Limits()) -> Rules:
                     *_kwarg("style", Ref("string")),
                     *_kwarg("quality_meta", Ref("string")),
                     *_kwarg("HTML_web_color_name", Ref("color")),
-                    Lit(")\n")]],
+                    Lit(")")]],
         "strings": [string_list],
         "list-item": [[Lit("        "), Ref("string"), Lit(",\n")]],
-        "string": [[Lit("'"), Rep(Chars("'\\"), 0, limits.string), Lit("'")],
-                   [Lit('"'), Rep(Chars('"\\'), 0, limits.string), Lit('"')]],
+        "string": [[Lit("'"), Rep(Ref("sq-char"), 0, limits.string), Lit("'")],
+                   [Lit('"'), Rep(Ref("dq-char"), 0, limits.string), Lit('"')]],
+        # Python reads these escapes as the character itself; others (``\\n``) are not Omost's text
+        "sq-char": [[Chars("'\\")], *_ESCAPES],
+        "dq-char": [[Chars('"\\')], *_ESCAPES],
         "comment": [[Lit("# "), Rep(Chars(""), 0, limits.comment), Lit("\n")]],
         "blank": [[Lit("\n")]],
         # Positive and finite: 1 to 4 integer digits, not all of a zero value.

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from omostc.diagnostics import CompileError, LLMError
-from omostc.llm.api import LLMSettings
-from omostc.llm.conversation import SamplingOptions, estimate_tokens, trim_conversation
+from omostc.llm.api import LLMSettings, fit_context
+from omostc.llm.conversation import CONTEXT_TOKENS, SamplingOptions, estimate_tokens
 from omostc.llm.generation import Generation, generate_scene
 from omostc.spec.model import Message, Scene
 from omostc.spec.tables import system_prompt
@@ -23,6 +23,8 @@ class ChatSession:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     messages: list[Message] = field(default_factory=lambda: [Message("system", system_prompt())])
     scenes: list[Scene | None] = field(default_factory=list)  # one per assistant turn
+    context: int = CONTEXT_TOKENS  # the model's context in tokens
+    partial: bool = False  # an answer cut short keeps its complete calls
 
     def __post_init__(self):
         self._fixed = len(self.messages)  # the system prompt (and a worked example): never undone
@@ -34,13 +36,14 @@ class ChatSession:
 
     def ask(self, text: str, on_text: Callable[[str], None] | None = None, seed: int | None = None) -> Generation:
         self._unanswered = None
-        messages, _ = trim_conversation([*self.messages, Message("user", text)],
-                                        getattr(self.backend, "count_tokens", estimate_tokens),
-                                        reserve=self.sampling.max_tokens)
-        sampling = SamplingOptions(self.sampling.temperature, self.sampling.top_p, self.sampling.max_tokens,
+        messages, _, max_tokens = fit_context([*self.messages, Message("user", text)],
+                                              getattr(self.backend, "count_tokens", estimate_tokens),
+                                              self.context, self.sampling.max_tokens, "generic")
+        sampling = SamplingOptions(self.sampling.temperature, self.sampling.top_p, max_tokens,
                                    self.sampling.seed if seed is None else seed)
         try:
-            result = generate_scene(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text)
+            result = generate_scene(self.backend, messages, sampling=sampling, on_text=on_text, prompt=text,
+                                    partial=self.partial)
         except (CompileError, LLMError) as exc:
             if not (exc.answer or "").strip():  # no answer at all (a server error, Ctrl-C before the first
                 self._unanswered = text        # token): the conversation stays as it was, /retry asks again
@@ -85,10 +88,14 @@ class ChatSession:
 
 def open_session(settings: LLMSettings, backend: object | None = None) -> ChatSession:
     """A new session with a model: the system prompt (and, for generic models, the worked example)."""
-    from omostc.llm.api import chat_backend
+    from omostc.llm.api import chat_backend, check_budget
     from omostc.llm.conversation import system_message, worked_example
 
     kind = settings.kind
-    return ChatSession(backend or chat_backend(settings), settings.sampling or SamplingOptions(),
+    backend = backend or chat_backend(settings)
+    check_budget(backend, (settings.sampling or SamplingOptions()).max_tokens)
+    return ChatSession(backend, settings.sampling or SamplingOptions(),
                        messages=[Message("system", system_message(kind)),
-                                 *(worked_example() if kind == "generic" else [])])
+                                 *(worked_example() if kind == "generic" else [])],
+                       context=settings.context or getattr(backend, "context", None) or CONTEXT_TOKENS,
+                       partial=settings.partial)

@@ -26,7 +26,8 @@ class Generation:
 def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampling: SamplingOptions | None = None,
                    on_text: Callable[[str], None] | None = None, prompt: str | None = None,
                    on_attempt: Callable[[int, int], None] | None = None,
-                   on_failure: Callable[[int, int, CompileError], None] | None = None) -> Generation:
+                   on_failure: Callable[[int, int, CompileError], None] | None = None,
+                   partial: bool = False) -> Generation:
     """Ask for a canvas until an answer compiles (``retries`` more times, each with a new seed).
 
     ``on_attempt(number, attempts)`` is called before each attempt, ``on_failure(number, attempts,
@@ -35,6 +36,7 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
     Raises the last CompileError when no answer compiles; an LLMError when the model or server
     fails, with the text it had sent in the error's ``answer`` (``compile_canvas(exc.answer,
     partial=True)`` keeps its complete calls). Ctrl-C stops the answer where it is (``interrupted``).
+    With ``partial``, an answer cut short (the token limit) keeps its complete calls, with a warning.
     The scene records its provenance: the prompt, the model and the whole conversation, answer included."""
     sampling = sampling or SamplingOptions()
     rng = random.Random(sampling.seed)
@@ -64,7 +66,7 @@ def generate_scene(backend, messages: list[Message], *, retries: int = 0, sampli
                 result = _scene_from_json(answer, f"<answer {attempt + 1}>")
                 answer = decompile(result.scene, fence=True)
             else:
-                result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted)
+                result = compile_canvas(answer, file=f"<answer {attempt + 1}>", partial=interrupted or partial)
         except CompileError as exc:
             exc.answer = answer  # the text that did not compile, for whoever keeps the conversation
             exc.interrupted = interrupted

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from omostc.compiler.grammar import Limits, canvas_gbnf
@@ -34,13 +34,16 @@ class TransformersChatBackend:
     device_map: str = "auto"
     dtype: str = "bf16"
     constrain: bool = False  # decode under the Canvas grammar (xgrammar): every answer compiles
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits | None = None  # the grammar's bounds (default: derived from --max-tokens)
     timeout: float | None = None  # seconds a generation may take (None: no limit)
 
     def __post_init__(self):
         self._model: Any | None = None  # the causal LM AutoModelForCausalLM picks, once loaded
         self._tokenizer: PreTrainedTokenizerBase | None = None
-        self._compiled_grammar = None
+        self._tokenizer_info: Any = None  # xgrammar's view of the tokenizer, and each token's bytes
+        self._token_bytes: list[bytes] = []
+        self._plain: Any = None
+        self._compiled: dict[Limits, Any] = {}  # compiled grammars, by bounds
 
     @property
     def model(self) -> str:
@@ -63,6 +66,17 @@ class TransformersChatBackend:
             raise LLMError(f"cannot load the language model {self.model_path}: {exc}") from None
         return self._model, self._tokenizer
 
+    @property
+    def context(self) -> int | None:
+        """The model's context in tokens, from its config (``max_position_embeddings``)."""
+        try:
+            from transformers import AutoConfig
+
+            value = getattr(AutoConfig.from_pretrained(self.model_path), "max_position_embeddings", None)
+        except (OSError, ValueError, ImportError):
+            return None
+        return value if isinstance(value, int) and value > 0 else None
+
     def count_tokens(self, text: str) -> int:
         _, tokenizer = self._load()
         return len(tokenizer(text, add_special_tokens=False).input_ids)
@@ -72,29 +86,38 @@ class TransformersChatBackend:
         return tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
                                              return_tensors="pt", add_generation_prompt=True, return_dict=False)
 
-    def _logits_processors(self) -> list:
-        """The grammar constraint as a logits processor (compiled once per backend)."""
+    def _logits_processors(self, prompt_length: int, max_new_tokens: int) -> list:
+        """The grammar constraint, closing the program within ``max_new_tokens`` (the grammar is
+        compiled once per set of bounds)."""
         if not self.constrain:
             return []
         try:
             import xgrammar as xgr
         except ImportError:
             raise LLMError("constrained decoding needs xgrammar: pip install 'omostc[grammar]'") from None
-        if self._compiled_grammar is None:
-            model, tokenizer = self._load()
-            info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
-            self._compiled_grammar = xgr.GrammarCompiler(info).compile_grammar(canvas_gbnf(self.limits))
-        return [xgr.contrib.hf.LogitsProcessor(self._compiled_grammar)]
+        from omostc.compiler.budget import completion, local_limits
+        from omostc.llm.budget import BudgetedGrammar, plain_tokens
+
+        limits = self.limits or local_limits(max_new_tokens)
+        model, tokenizer = self._load()
+        if self._tokenizer_info is None:
+            self._tokenizer_info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
+            self._token_bytes = list(self._tokenizer_info.decoded_vocab)
+            self._plain = plain_tokens(self._token_bytes)
+        if limits not in self._compiled:
+            self._compiled[limits] = xgr.GrammarCompiler(self._tokenizer_info).compile_grammar(canvas_gbnf(limits))
+        return [BudgetedGrammar(self._compiled[limits], completion(limits), self._token_bytes, self._plain,
+                                prompt_length, max_new_tokens)]
 
     def _generate_kwargs(self, input_ids, sampling: SamplingOptions) -> dict:
         import torch
         from transformers import LogitsProcessorList
 
         _, tokenizer = self._load()
+        processors = self._logits_processors(input_ids.shape[1], sampling.max_tokens)
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                       max_new_tokens=sampling.max_tokens, do_sample=sampling.temperature > 0,
-                      pad_token_id=tokenizer.eos_token_id,
-                      logits_processor=LogitsProcessorList(self._logits_processors()))
+                      pad_token_id=tokenizer.eos_token_id, logits_processor=LogitsProcessorList(processors))
         if sampling.temperature > 0:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
         return kwargs

@@ -1,5 +1,6 @@
-"""Any OpenAI-compatible chat endpoint (llama.cpp server, vLLM, Ollama, LM Studio), streamed
-over plain HTTP as server-sent events.
+"""Any OpenAI-compatible chat endpoint (llama.cpp server, vLLM, SGLang, TabbyAPI, Ollama, LM
+Studio, OpenAI), streamed over plain HTTP as server-sent events. The Canvas grammar goes in the
+field the server reads (``GRAMMAR_FIELDS``), bounded so that any program fits ``max_tokens``.
 
 A request waits ``timeout`` seconds (600 by default, ``--timeout``) to connect, then for the
 first text, then between one text and the next: a server that stalls, or drips bytes that never
@@ -20,11 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from omostc.compiler.budget import server_limits
 from omostc.compiler.grammar import Limits, canvas_gbnf
 from omostc.diagnostics import LLMError, printable
 from omostc.llm.conversation import DEFAULT_TIMEOUT, MAX_TIMEOUT, SamplingOptions
 from omostc.llm.replies import ERROR_BODY, ReplyBounds, reply_text, said
 from omostc.spec.model import Message
+
+# The request field each server reads a GBNF grammar from (a server ignores fields it does not know).
+GRAMMAR_FIELDS = {
+    "llama.cpp": lambda g: {"grammar": g},
+    "vllm": lambda g: {"structured_outputs": {"grammar": g}},  # vLLM 0.12 and later
+    "vllm-legacy": lambda g: {"guided_grammar": g},  # vLLM before 0.12
+    "sglang": lambda g: {"ebnf": g},
+    "tabbyapi": lambda g: {"grammar_string": g},
+}
+
 
 
 @dataclass
@@ -35,11 +47,13 @@ class OpenAIChatBackend:
     model: str
     api_key: str | None = None
     timeout: float = DEFAULT_TIMEOUT  # seconds to connect, for the first text, and between texts
-    # None, "llama.cpp" (the server's `grammar`), "vllm" (`guided_grammar`), or "json-schema" (OpenAI's
-    # `response_format`, for servers that take only that: the answer is then a scene spec as JSON)
+    # None, or how the server takes the grammar (GRAMMAR_FIELDS); "json-schema" sends OpenAI's
+    # `response_format` instead (the answer is then a scene spec as JSON)
     grammar: str | None = None
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits | None = None  # None: bounds derived from max_tokens, so every program fits them
     warnings: list[str] = field(default_factory=list)  # about the last stream: malformed events skipped
+    context: int | None = None  # the model's context in tokens, where the server said (omostc.llm.probe)
+    constraint_note: str = ""  # why no grammar is sent, where one would have been
 
     def _body(self, messages: list[Message], sampling: SamplingOptions) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -49,19 +63,19 @@ class OpenAIChatBackend:
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
-        if self.grammar == "llama.cpp":
-            body["grammar"] = canvas_gbnf(self.limits)
-        elif self.grammar == "vllm":
-            body["guided_grammar"] = canvas_gbnf(self.limits)
-        elif self.grammar == "json-schema":
+        if self.grammar == "json-schema":
             from omostc.spec.schema import scene_schema
 
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "omostc_scene", "strict": True, "schema": scene_schema()},
             }
+        elif self.grammar in GRAMMAR_FIELDS:
+            gbnf = canvas_gbnf(self.limits or server_limits(sampling.max_tokens))
+            body.update(GRAMMAR_FIELDS[self.grammar](gbnf))
         elif self.grammar is not None:
-            raise LLMError(f"grammar mode must be 'llama.cpp', 'vllm' or 'json-schema', not {self.grammar!r}")
+            raise LLMError(f"grammar mode must be one of {', '.join([*GRAMMAR_FIELDS, 'json-schema'])}, "
+                           f"not {self.grammar!r}")
         return body
 
     def stream(self, messages: list[Message], sampling: SamplingOptions) -> Iterator[str]:
