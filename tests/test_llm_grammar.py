@@ -276,6 +276,11 @@ def test_without_grammar_the_server_is_asked_what_it_is(serve, gets, field, flag
     res = run("generate", "a barn", "--base-url", server.url, "--model", "qwen2.5-7b", *flags)
     assert res.exit_code == 0, res.output
     assert f"constraint: on (the Canvas grammar as `{field[0]}`" in res.stderr
+    from omostc.compiler.budget import server_limits
+
+    bound = server_limits(4096)  # the default --max-tokens: the line says what the bound allows
+    assert f"at most {bound.regions} regions, {bound.items} detailed descriptions each, strings of {bound.string} " \
+        "characters" in res.stderr
 
 
 def test_constrain_on_a_server_that_says_nothing_asks_for_grammar(serve):

@@ -85,6 +85,7 @@ def chat_backend(settings: LLMSettings) -> Any:
 
 def describe_constraint(backend: Any, max_tokens: int) -> str:
     """One line saying what constrains the answer, as it is sent."""
+    from omostc.compiler.budget import server_limits
     from omostc.llm.server import GRAMMAR_FIELDS
 
     grammar = getattr(backend, "grammar", None)
@@ -92,8 +93,10 @@ def describe_constraint(backend: Any, max_tokens: int) -> str:
         return "constraint: on (the scene spec's JSON schema as `response_format`)"
     if grammar in GRAMMAR_FIELDS:
         field = next(iter(GRAMMAR_FIELDS[grammar]("")))
+        limits = getattr(backend, "limits", None) or server_limits(max_tokens)
         return (f"constraint: on (the Canvas grammar as `{field}`, for {grammar}; bounded so any answer fits "
-                f"{max_tokens} tokens)")
+                f"{max_tokens} tokens: at most {limits.regions} regions, {limits.items} detailed descriptions each, "
+                f"strings of {limits.string} characters; a larger --max-tokens allows more, --no-constrain lifts it)")
     if getattr(backend, "constrain", False):
         return f"constraint: on (the Canvas grammar, closing the program within {max_tokens} tokens)"
     note = getattr(backend, "constraint_note", "")
