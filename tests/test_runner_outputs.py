@@ -140,7 +140,7 @@ def test_which_input_keeps_a_name_depends_on_the_command_line_alone(tmp_path):
     shutil.copy(DRAGON, broken)  # fixed: it renders, and the folder was never the other one's
     res = render(broken, good, "-o", out, *SMALL, "-q")
     assert res.exit_code == 1 and "1 rendered, 0 already rendered, 1 failed" in res.stderr and len(pngs(out)) == 1
-    assert f"{good}: error: its output name 'scene' (OUT/scene/) is already that of {broken}" in res.stderr
+    assert f"{good}: error: its output name 'scene' (in the output folder) is already that of {broken}" in res.stderr
     first = tmp_path / "first"
     assert render(CABIN, "-o", first, *SMALL, "-q").exit_code == 0
     res = render(good, "--from-png", first / "mountain-cabin" / "12345.png", "-o", out, *SMALL, "-q")
@@ -479,3 +479,56 @@ def test_from_png_of_a_model_render_is_quiet_with_q(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "Loading" not in run.stderr and "it/s" not in run.stderr, run.stderr
     assert pngs(tmp_path / "b")[0].read_bytes() == png.read_bytes()
+
+
+def test_a_model_folder_of_linked_folders_is_fingerprinted_through_the_links(tmp_path):
+    """A model assembled from links to its parts' folders (a common way to share a UNet): an
+    update of a part behind a link changes the fingerprint; a link loop is walked once."""
+    from omostc.backends.common.fingerprint import model_fingerprint
+
+    real = tmp_path / "real" / "unet"
+    real.mkdir(parents=True)
+    (real / "w.safetensors").write_bytes(b"1234")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "unet").symlink_to(real)
+    (linked / "loop").symlink_to(linked)
+    before = model_fingerprint(str(linked))
+    (real / "w.safetensors").write_bytes(b"123456")
+    assert model_fingerprint(str(linked)) != before
+
+
+def test_one_model_folder_however_spelled_is_one_key_and_model_with_from_png_warns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "m"
+    model.mkdir()
+    from omostc.batch.profile import load_profile, with_overrides
+
+    tiny = load_profile("tiny")
+    digests = {with_overrides(tiny, model=spelled).digest() for spelled in ("m", "./m", str(model) + "/")}
+    assert len(digests) == 1
+    first = render(DRAGON, "-o", tmp_path / "p", "-q")
+    assert first.exit_code == 0, first.stderr
+    png = pngs(tmp_path / "p")[0]
+    res = render("--from-png", png, "--model", "m", "-o", tmp_path / "q")
+    assert res.exit_code == 0 and "--model applies to the specs given, not to --from-png images" in res.stderr
+
+
+def test_a_lock_file_that_is_a_link_is_never_written_through(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("VICTIM")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".omostc.lock").symlink_to(victim)
+    res = render(DRAGON, "-o", out, "-q")
+    assert res.exit_code == 1 and "link" in res.stderr and "Traceback" not in res.stderr
+    assert victim.read_text() == "VICTIM"
+
+
+def test_prune_dry_run_summary_counts_what_would_go(tmp_path):
+    out = tmp_path / "out"
+    assert render(DRAGON, CABIN, "-o", out, "-q").exit_code == 0
+    res = render(DRAGON, "-o", out, "--prune", "--dry-run", "--log", "json")
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["event"] == "summary" and summary["dry_run"] is True and summary["pruned"] == 1
+    assert (out / "mountain-cabin" / "12345.png").is_file()

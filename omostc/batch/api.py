@@ -115,6 +115,9 @@ def render_batch(specs: Sequence[str | os.PathLike] = (), *, profile: str | Prof
         raise SettingsError([Diagnostic("error", p, file=chosen.origin) for p in problems])
     batch = collect_batch([str(s) for s in specs], chosen, settings, list(seeds) if seeds else None, images,
                           [str(p) for p in from_png], png_options=given)
+    if from_png and model:
+        batch.warnings.append(Diagnostic("warning", "--model applies to the specs given, not to --from-png images: "
+                                         "each re-renders with the model it records", file=COMMAND_LINE))
     groups: dict[tuple, list[BatchItem]] = {}  # by backend, model and options: each loads its model once
     profiles: dict[tuple, Profile] = {}
     for item in batch.items:

@@ -86,9 +86,11 @@ def log_schema() -> dict[str, Any]:
                         "output": _NULL_STRING, "dry_run": {"type": "boolean"}},
                     ["name", "seed", "source", "output", "dry_run"])
     count = {"type": "integer", "minimum": 0}
-    summary = _event("summary", "The last line: what the batch did.", {
-        "rendered": count, "skipped": count, "failed": count, "pruned": count, "profile": {"type": "string"},
-        "manifest": {"type": "string"}}, ["rendered", "skipped", "failed", "pruned", "profile", "manifest"])
+    summary = _event("summary", "The last line: what the batch did (with dry_run, pruned counts what --prune "
+                     "would remove).", {
+        "rendered": count, "skipped": count, "failed": count, "pruned": count, "dry_run": {"type": "boolean"},
+        "profile": {"type": "string"}, "manifest": {"type": "string"}},
+        ["rendered", "skipped", "failed", "pruned", "dry_run", "profile", "manifest"])
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "urn:omostc:schema:log-event:1",
             "title": "omostc render --log json: one event per line", "type": "object",
             "oneOf": [item, diagnostic, waiting, pruned, summary]}

@@ -201,9 +201,14 @@ def lock(path: Path, wait: Callable[[str], None] | None = None, shared: bool = F
     """Hold ``path``'s lock (released when the returned descriptor closes). Taken at once if it
     is free; otherwise ``wait`` is told who holds it and the call blocks until it is released."""
     try:
-        fd = os.open(path, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, (os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT) | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except FileNotFoundError:  # read only, and no batch ever wrote here: nothing to wait for
         return None
+    except OSError as exc:
+        if not path.is_symlink():
+            raise
+        raise OmostcError("the lock file is a link: omostc never writes through one (remove it)",
+                          file=str(path)) from exc
     try:
         try:
             if not _try_lock(fd, shared):

@@ -118,5 +118,5 @@ class Claims:
 
 
 def clash_message(name: str, other: str, where: str | None = None) -> str:
-    return (f"its output name {name!r} ({where or f'OUT/{name}/'}) is already that of {other}, given earlier: "
+    return (f"its output name {name!r} ({where or 'in the output folder'}) is already that of {other}, given earlier: "
             "rename one of them or write them into different folders")

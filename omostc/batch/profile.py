@@ -52,11 +52,23 @@ class Profile:
 
     def digest(self) -> str:
         """What decides the pictures (not where or how fast they are made)."""
-        data: dict[str, Any] = {"backend": self.backend, "model": self.model}
+        data: dict[str, Any] = {"backend": self.backend, "model": _model_identity(self.model)}
         for f, _, s in fields_of(type(self.options)):
             if s.pixels:  # every option that changes pixels, defaults included (a default may change)
                 data[f.name] = getattr(self.options, f.name)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_identity(model: str | None) -> str | None:
+    """A local model by its resolved path, however it was spelled (``M``, ``./M``, ``/abs/M/``);
+    a hub id or builtin name as given. (What is in the folder is the key's model fingerprint.)"""
+    if not model:
+        return model
+    path = Path(model).expanduser()
+    try:
+        return str(path.resolve()) if path.exists() else model
+    except (OSError, RuntimeError):  # a link loop, a name too long
+        return model
 
 
 def _sections(options_cls: type) -> tuple[list[str], list[str]]:

@@ -94,10 +94,12 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
     stops the rest. One batch writes into OUT at a time: a second one waits for the first.
 
     \b
-    Seeds: the first seeds are --seed (repeatable), else the spec's render.seed, else the
-    profile's seeds:, else 12345; each starts a run of --images (else the profile's images:)
-    seeds counting up: --seed 5 --images 3 renders 5, 6, 7. A seed asked for twice renders once.
-    --batch-seeds omost draws each run's images from one generator, as Omost's app does.
+    Seeds: the seeds listed are --seed (repeatable), else the spec's render.seed, else the
+    profile's seeds:, else 12345. --images N (else the profile's images:, else 1) is the images
+    per spec: the listed seeds first, then counting up from the last one: --seed 5 --images 3
+    renders 5, 6, 7; --seed 5 --seed 100 --images 3 renders 5, 100, 101. A seed asked for twice
+    renders once. --batch-seeds omost draws the N images from one generator seeded with the
+    first seed, as Omost's app does (image k saved as seed+k).
     --from-png images keep their own seeds and settings (a warning names flags they ignore).
 
     \b
@@ -190,7 +192,7 @@ def render(specs, profile_name, backend, model, out_dir, seeds, images, force, e
                        "given)", err=True)
     counts = report.counts
     if emit is not None:
-        emit({"event": "summary", **counts, "pruned": 0 if dry_run else len(report.removed),
+        emit({"event": "summary", **counts, "pruned": len(report.removed), "dry_run": dry_run,
               "profile": "; ".join(report.profile_names), "manifest": str(report.manifest)})
     else:
         pruned = f", {len(report.removed)} {'to prune' if dry_run else 'pruned'}" if prune else ""

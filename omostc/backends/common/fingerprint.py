@@ -2,7 +2,8 @@
 stays fast, and different when the model on disk changes.
 
 * A local folder: the relative path, size and modification time of each of its files (at most
-  ``MAX_FILES``; hidden files and folders, such as ``.cache``, skipped). No weights are read:
+  ``MAX_FILES``; hidden files and folders, such as ``.cache``, skipped; linked folders and files
+  followed to what they point at). No weights are read:
   updating a model in place (new weights, an edited config) changes sizes or times.
 * A local file (a single ``.safetensors``): its size and modification time.
 * A hub id: the id and, if the hub cache holds it, the revision its ``main`` ref resolves to
@@ -40,7 +41,16 @@ def model_fingerprint(model: str | None) -> str:
 
 def _folder_entries(folder: Path) -> list[str]:
     entries: list[str] = []
-    for root, dirs, files in os.walk(folder):
+    seen: set[tuple[int, int]] = set()  # folders walked (device, inode): a link loop is walked once
+    for root, dirs, files in os.walk(folder, followlinks=True):  # a folder of links to the real folders
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):
