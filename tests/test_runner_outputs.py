@@ -532,3 +532,11 @@ def test_prune_dry_run_summary_counts_what_would_go(tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["event"] == "summary" and summary["dry_run"] is True and summary["pruned"] == 1
     assert (out / "mountain-cabin" / "12345.png").is_file()
+
+
+def test_a_png_given_as_a_spec_points_at_from_png(tmp_path):
+    out = tmp_path / "out"
+    assert render(DRAGON, "-o", out, "-q").exit_code == 0
+    png = pngs(out)[0]
+    res = render(png, "-o", tmp_path / "again")
+    assert res.exit_code == 1 and "give it as --from-png" in res.stderr and "Traceback" not in res.stderr

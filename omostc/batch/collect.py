@@ -3,6 +3,7 @@ output names given out once (``names``), and omostc PNGs turned into exact re-re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,6 +76,8 @@ def collect_batch(specs: list[str], profile: Profile, overrides: dict | None = N
             failed(source, name, SettingsError([Diagnostic("error", clash_message(name, other), file=source)]))
             continue
         try:
+            if _is_png(source):  # not text: say how a rendered picture is re-rendered
+                raise OmostcError("this is a PNG, not a spec: give it as --from-png to re-render it", file=source)
             scene, found = load_scene(source)
             warnings.extend(found)
             items += plan_source(source, scene, profile, overrides, seeds, images, identity=base_identity,
@@ -188,3 +191,14 @@ def png_render_profile(record, profile: Profile, given: dict | None = None) -> P
     model = record.stamp.model if entry.needs_model else None
     return Profile(name=entry.name + (f" {model}" if model else ""), backend=entry.name, model=model,
                    options=entry.resolve(options), origin="a PNG")
+
+
+def _is_png(source: str) -> bool:
+    """A regular file that starts like a PNG (a pipe is never read here: its bytes are the spec's)."""
+    if not os.path.isfile(source):
+        return False
+    try:
+        with open(source, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:  # stdin (-), a missing file: load_scene says what is wrong
+        return False
