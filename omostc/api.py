@@ -8,13 +8,14 @@ loaded on first use so that compiling never imports a model library.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from omostc.compiler.parse import CompileResult, compile_canvas
 from omostc.diagnostics import CompileError, Diagnostic, InputError, SpecError
 from omostc.files import read_text
 from omostc.spec.model import Provenance, Scene, scene_to_dict
-from omostc.spec.yamlio import load_spec, validate_data
+from omostc.spec.yamlio import load_spec, loads_spec, validate_data
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -47,10 +48,25 @@ def compile_file(path: str | os.PathLike, *, partial: bool = False, prompt: str 
                         prompt=prompt, model=model)
 
 
+CODE_SUFFIXES = (".py", ".md", ".txt", ".markdown")
+_SPEC_START = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?\n)*(?:version|global|regions):", re.MULTILINE)
+
+
 def load_scene(path: str | os.PathLike, *, partial: bool = False) -> tuple[Scene, list[Diagnostic]]:
-    """A scene from a YAML/JSON spec or from Canvas code, chosen by the file's suffix."""
+    """A scene from a YAML/JSON spec or from Canvas code, chosen by the file's suffix; an input
+    without one (``-``, a pipe) is a spec when it starts like one (``version:``, after comments)."""
     if is_spec_path(path):
         return load_spec(path), []
+    if Path(path).suffix.lower() not in CODE_SUFFIXES:
+        name = str(path)
+        try:
+            text = read_text(path)
+        except InputError as exc:
+            raise CompileError(exc.diagnostics) from None
+        if _SPEC_START.match(text):
+            return loads_spec(text, file=name), []
+        result = compile_text(text, file=name, partial=partial, source=None if name == "-" else name)
+        return result.scene, result.warnings
     result = compile_file(path, partial=partial)
     return result.scene, result.warnings
 

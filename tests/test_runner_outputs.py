@@ -540,3 +540,13 @@ def test_a_png_given_as_a_spec_points_at_from_png(tmp_path):
     png = pngs(out)[0]
     res = render(png, "-o", tmp_path / "again")
     assert res.exit_code == 1 and "give it as --from-png" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_spec_on_standard_input_is_read_as_a_spec(tmp_path):
+    """`-` and pipes have no suffix: a spec there (starting with `version:`, after comments) is
+    loaded as one, Canvas code as code."""
+    for text in (DRAGON.read_text(encoding="utf-8"), (REPO / "specs" / "src" / "dragon.md").read_text("utf-8")):
+        out = tmp_path / f"out{len(text)}"
+        res = CliRunner().invoke(main, ["render", "-", "-o", str(out), "-q"], input=text)
+        assert res.exit_code == 0, res.stderr
+        assert len(pngs(out)) == 1
