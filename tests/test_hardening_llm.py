@@ -364,8 +364,9 @@ def tiny_llama(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("presses", [1, 2, 3])
 def test_ctrl_c_during_constrained_generation_stops_cleanly(tiny_llama, tmp_path, presses):
+    # --context: the tiny Llama's small vocabulary spends ~9k tokens on the dragon conversation
     args = [sys.executable, "-m", "omostc.cli", "edit", str(REPO / "specs" / "dragon.yaml"), "make it red",
-            "--model", str(tiny_llama), "--constrain", "--max-tokens", "4000", "--seed", "1",
+            "--model", str(tiny_llama), "--constrain", "--max-tokens", "2000", "--seed", "1", "--context", "32768",
             "-o", str(tmp_path / "out.yaml")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
